@@ -1,0 +1,37 @@
+# The course's commands. Each target creates .venv/ on first use (only Python 3.10+ and pip
+# needed), so a fresh clone runs with one command:
+#   make course   execute every notebook on the embedded data -> build/ (+ summary table)
+#   make test     unit tests + every notebook under nbval (fast profile, offline)
+#   make bench    measure wall time and peak memory per notebook -> docs/benchmarks.md, README
+#   make lab      open the notebooks in JupyterLab
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PROFILE ?= workshop
+
+.PHONY: setup course test bench lab clean
+
+$(STAMP): requirements.txt requirements-dev.txt requirements-lab.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+course: $(STAMP)
+	COURSE_PROFILE=$(PROFILE) COURSE_DATA=offline $(BIN)/python -m course_lib.runner --out build
+
+test: $(STAMP)
+	COURSE_PROFILE=fast COURSE_DATA=offline $(BIN)/python -m pytest
+
+bench: $(STAMP)
+	COURSE_DATA=offline $(BIN)/python -m course_lib.bench notebooks --profiles fast workshop \
+		--output docs/benchmarks.md --readme README.md
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	rm -rf build

@@ -1,0 +1,20 @@
+"""Helpers for the course *Autoencoders and Anomaly Detection with Keras*.
+
+The package is deliberately small and flat, one module per concern:
+
+- ``course_lib.config``   profiles (``COURSE_PROFILE``), data-source setting, seeds
+- ``course_lib.data``     MNIST loading (online, embedded offline subset, your own .npz)
+- ``course_lib.models``   the dense and convolutional autoencoders
+- ``course_lib.metrics``  reconstruction errors and anomaly scores
+- ``course_lib.baselines`` classic baselines (PCA reconstruction)
+- ``course_lib.plots``    figures used in the notebooks
+- ``course_lib.runner``   execute every notebook (the course's main job)
+- ``course_lib.bench``    benchmarks and held-apart evaluations (command line)
+
+Importing ``course_lib`` is cheap: Keras/TensorFlow load only when a model helper runs.
+"""
+
+from course_lib.config import get_profile, set_seed
+
+__version__ = "0.1.0"
+__all__ = ["get_profile", "set_seed", "__version__"]

@@ -1,0 +1,119 @@
+"""Profiles and settings: the one place that decides how big each run is.
+
+A *profile* scales data sizes and epochs so that the same notebook runs in seconds
+(``fast``, used by the tests), in a few minutes (``workshop``, the default) or at full size
+(``full``).  Choose it with the environment variable ``COURSE_PROFILE`` before starting
+Jupyter, or with :func:`get_profile` (``get_profile("full")``) inside a notebook.
+
+Taught in notebook 01 (setup cell); every notebook prints the active profile.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import asdict, dataclass
+
+PROFILE_ENV = "COURSE_PROFILE"
+DATA_ENV = "COURSE_DATA"
+DEFAULT_PROFILE = "workshop"
+DATA_MODES = ("auto", "online", "offline")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and epochs for one profile (see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+        ``"fast"``, ``"workshop"`` or ``"full"``.
+    n_train, n_test : int or None
+        How many MNIST training / test images a notebook uses (``None``: all available).
+    epochs : int
+        Epochs for a main training run.
+    study_epochs : int
+        Epochs for each run of a study that trains several models (e.g. bottleneck sizes).
+    batch_size : int
+        Mini-batch size.
+    one_class_epochs : int
+        Epochs of the one-class (anomaly detection) autoencoder, trained on a single digit.
+    """
+
+    name: str
+    n_train: int | None
+    n_test: int | None
+    epochs: int
+    study_epochs: int
+    batch_size: int
+    one_class_epochs: int
+
+    def as_dict(self) -> dict:
+        """The profile as a plain dictionary (for logs and JSON)."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        n_train = "all" if self.n_train is None else self.n_train
+        n_test = "all" if self.n_test is None else self.n_test
+        return (f"profile '{self.name}': {n_train} training / {n_test} test images, "
+                f"{self.epochs} epochs (studies {self.study_epochs}), batch {self.batch_size}")
+
+
+PROFILES = {
+    "fast": Profile("fast", n_train=2000, n_test=500, epochs=5, study_epochs=3,
+                    batch_size=32, one_class_epochs=10),
+    "workshop": Profile("workshop", n_train=8000, n_test=2000, epochs=15, study_epochs=5,
+                        batch_size=64, one_class_epochs=30),
+    "full": Profile("full", n_train=None, n_test=None, epochs=30, study_epochs=10,
+                    batch_size=128, one_class_epochs=60),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the active profile, or the one named.
+
+    Parameters
+    ----------
+    name : str, optional
+        ``"fast"``, ``"workshop"`` or ``"full"``.  Default: the environment variable
+        ``COURSE_PROFILE``, else ``"workshop"``.
+
+    Taught in notebook 01.
+    """
+    chosen = name if name is not None else os.environ.get(PROFILE_ENV, DEFAULT_PROFILE)
+    key = str(chosen).strip().lower()
+    if key not in PROFILES:
+        raise ValueError(
+            f"Unknown course profile {chosen!r}: expected one of {sorted(PROFILES)}. "
+            f"Set {PROFILE_ENV}=fast|workshop|full (default {DEFAULT_PROFILE}).")
+    return PROFILES[key]
+
+
+def data_mode(mode: str | None = None) -> str:
+    """Where datasets come from: ``"auto"`` (default), ``"online"`` or ``"offline"``.
+
+    ``auto`` downloads the real dataset when the network answers and otherwise falls back to
+    the small real subset embedded in ``data/``; ``offline`` never touches the network;
+    ``online`` downloads or fails with an error.  Set it with the environment variable
+    ``COURSE_DATA``.  Taught in notebook 01.
+    """
+    chosen = mode if mode is not None else os.environ.get(DATA_ENV, "auto")
+    key = str(chosen).strip().lower()
+    if key not in DATA_MODES:
+        raise ValueError(f"Unknown data mode {chosen!r}: expected one of {list(DATA_MODES)} "
+                         f"(environment variable {DATA_ENV}).")
+    return key
+
+
+def set_seed(seed: int = 42) -> None:
+    """Seed Python, NumPy and Keras/TensorFlow so runs repeat.
+
+    Taught in notebook 01.  Imports Keras, so call it after the setup cell.
+    """
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    import keras
+
+    keras.utils.set_random_seed(seed)

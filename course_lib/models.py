@@ -1,0 +1,126 @@
+"""The course's autoencoders, built with the Keras 3 functional API.
+
+Each builder returns ``(autoencoder, encoder, decoder)``: three ``keras.Model`` objects that
+share layers, so after training the autoencoder you can encode and decode separately.
+Keras is imported inside the builders, so ``import course_lib`` stays cheap.
+"""
+
+from __future__ import annotations
+
+
+def _check_positive_ints(name, values):
+    values = tuple(values)
+    if not values or any(int(v) != v or v < 1 for v in values):
+        raise ValueError(f"{name} must be positive whole numbers, got {values!r}.")
+    return tuple(int(v) for v in values)
+
+
+def build_dense_autoencoder(input_dim: int = 784, code_size: int = 32, hidden: tuple = (),
+                            code_activation: str = "relu", loss: str = "binary_crossentropy",
+                            learning_rate: float = 3e-3):
+    """Dense autoencoder ``input_dim -> [hidden...] -> code_size -> [hidden...] -> input_dim``.
+
+    The seed workshop's model is the default: 784 -> 32 -> 784, ReLU code, sigmoid output
+    (pixels in [0, 1]), trained with binary cross-entropy and Adam.  The learning rate is
+    three times Adam's usual 1e-3: this shallow model otherwise needs many epochs to leave the
+    "average digit" stage, which a workshop cannot wait for.
+
+    Parameters
+    ----------
+    input_dim : int
+        Length of the flattened input (784 for 28x28 images).
+    code_size : int
+        Units in the bottleneck (the code).
+    hidden : tuple of int
+        Optional hidden layer sizes between input and code (mirrored in the decoder).
+    code_activation : str
+        Activation of the code layer; ``"linear"`` gives a PCA-like code (notebook 01 latent plot).
+
+    Returns
+    -------
+    (autoencoder, encoder, decoder) : compiled ``keras.Model`` and its two halves.
+
+    Taught in notebook 01.
+    """
+    import keras
+    from keras import layers
+
+    (input_dim, code_size) = _check_positive_ints("input_dim and code_size", (input_dim, code_size))
+    hidden = _check_positive_ints("hidden", hidden) if hidden else ()
+
+    inputs = keras.Input(shape=(input_dim,), name="image")
+    h = inputs
+    for i, units in enumerate(hidden):
+        h = layers.Dense(units, activation="relu", name=f"enc_{i}")(h)
+    code = layers.Dense(code_size, activation=code_activation, name="code")(h)
+    encoder = keras.Model(inputs, code, name="encoder")
+
+    code_in = keras.Input(shape=(code_size,), name="code_in")
+    h = code_in
+    for i, units in enumerate(reversed(hidden)):
+        h = layers.Dense(units, activation="relu", name=f"dec_{i}")(h)
+    outputs = layers.Dense(input_dim, activation="sigmoid", name="reconstruction")(h)
+    decoder = keras.Model(code_in, outputs, name="decoder")
+
+    autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="dense_autoencoder")
+    autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+    return autoencoder, encoder, decoder
+
+
+def build_conv_autoencoder(input_shape: tuple = (28, 28, 1), filters: tuple = (32, 64),
+                           code_size: int | None = None, loss: str = "binary_crossentropy",
+                           learning_rate: float = 2e-3):
+    """Convolutional autoencoder (CAE): Conv2D + MaxPooling2D down, UpSampling2D + Conv2D up.
+
+    Each entry of ``filters`` adds one ``Conv2D(3x3) -> MaxPooling2D(2)`` stage to the encoder
+    (28 -> 14 -> 7 for two stages) and a mirrored ``UpSampling2D(2) -> Conv2D(3x3)`` stage to
+    the decoder, which ends with a 1-channel sigmoid convolution.  With ``code_size`` the feature
+    map is flattened into a dense code of that size (a tighter bottleneck, used for anomaly
+    detection); without it the code is the last feature map.
+
+    Returns
+    -------
+    (autoencoder, encoder, decoder) : compiled ``keras.Model`` and its two halves.
+
+    Taught in notebook 02 (and used for anomaly detection from notebook 03 on).
+    """
+    import keras
+    from keras import layers
+
+    filters = _check_positive_ints("filters", filters)
+    h_in, w_in, channels = _check_positive_ints("input_shape", input_shape)
+    factor = 2 ** len(filters)
+    if h_in % factor or w_in % factor:
+        raise ValueError(f"input_shape {input_shape}: height and width must be divisible by "
+                         f"2**len(filters) = {factor} so that pooling and upsampling match.")
+    if code_size is not None:
+        (code_size,) = _check_positive_ints("code_size", (code_size,))
+
+    inputs = keras.Input(shape=(h_in, w_in, channels), name="image")
+    h = inputs
+    for i, f in enumerate(filters):
+        h = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"enc_conv_{i}")(h)
+        h = layers.MaxPooling2D(2, name=f"enc_pool_{i}")(h)
+    map_shape = (h_in // factor, w_in // factor, filters[-1])
+    if code_size is not None:
+        h = layers.Flatten(name="flatten")(h)
+        h = layers.Dense(code_size, name="code")(h)
+    encoder = keras.Model(inputs, h, name="encoder")
+
+    code_shape = (code_size,) if code_size is not None else map_shape
+    code_in = keras.Input(shape=code_shape, name="code_in")
+    h = code_in
+    if code_size is not None:
+        h = layers.Dense(map_shape[0] * map_shape[1] * map_shape[2], activation="relu",
+                         name="dec_dense")(h)
+        h = layers.Reshape(map_shape, name="unflatten")(h)
+    for i, f in enumerate(reversed(filters)):
+        h = layers.UpSampling2D(2, name=f"dec_up_{i}")(h)
+        h = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"dec_conv_{i}")(h)
+    outputs = layers.Conv2D(channels, 3, padding="same", activation="sigmoid",
+                            name="reconstruction")(h)
+    decoder = keras.Model(code_in, outputs, name="decoder")
+
+    autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="conv_autoencoder")
+    autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+    return autoencoder, encoder, decoder

@@ -1,0 +1,47 @@
+import subprocess
+import sys
+
+import pytest
+
+from course_lib.config import PROFILES, data_mode, get_profile
+
+
+def test_default_profile_is_workshop(monkeypatch):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    assert get_profile().name == "workshop"
+
+
+@pytest.mark.parametrize("name", ["fast", "workshop", "full", " FAST "])
+def test_profile_from_environment(monkeypatch, name):
+    monkeypatch.setenv("COURSE_PROFILE", name)
+    assert get_profile().name == name.strip().lower()
+
+
+def test_profiles_scale_up():
+    fast, workshop, full = PROFILES["fast"], PROFILES["workshop"], PROFILES["full"]
+    assert fast.n_train < workshop.n_train and full.n_train is None
+    assert fast.epochs < workshop.epochs < full.epochs
+    assert fast.one_class_epochs < workshop.one_class_epochs < full.one_class_epochs
+
+
+def test_unknown_profile_says_what_is_allowed(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "turbo")
+    with pytest.raises(ValueError, match="fast.*full.*workshop|COURSE_PROFILE"):
+        get_profile()
+
+
+def test_data_mode(monkeypatch):
+    monkeypatch.delenv("COURSE_DATA", raising=False)
+    assert data_mode() == "auto"
+    assert data_mode("OFFLINE") == "offline"
+    with pytest.raises(ValueError, match="COURSE_DATA"):
+        data_mode("sometimes")
+
+
+def test_package_import_is_light():
+    code = ("import sys, course_lib, course_lib.data, course_lib.metrics, course_lib.plots, "
+            "course_lib.models, course_lib.baselines, course_lib.runner, course_lib.bench\n"
+            "heavy = [m for m in ('keras', 'tensorflow', 'matplotlib', 'sklearn') if m in sys.modules]\n"
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"heavy modules imported at package import: {out.stdout}"
