@@ -4,7 +4,7 @@
                                          [--readme README.md]
         Run every notebook in each profile; record wall seconds and the kernel's peak memory.
 
-    python -m course_lib.bench mnist-one-class --train TRAIN.npz --test TEST.npz --digit D
+    python -m course_lib.bench mnist-one-class --train TRAIN.npz --test TEST.npz --digit D [D ...]
                                                [--profile P] [--seed S]
         Train the course's autoencoder on digit D of TRAIN only, score every TEST image by
         reconstruction error, compare with a PCA reconstruction baseline on the same split.
@@ -30,9 +30,10 @@ import numpy as np
 
 from course_lib.config import Profile, get_profile
 
-#: The one-class autoencoder: the notebook-02 CAE with a dense bottleneck (tuned on a
-#: held-apart split of the MNIST *training* set, never on the test set).
-ONE_CLASS_FILTERS = (32, 64)
+#: The one-class autoencoder: notebook 01's dense autoencoder made deeper (784-256-64-32-64-256-784),
+#: trained with mean squared error.  Chosen on a held-apart split of the MNIST *training* set
+#: (never on a test set): it beat the convolutional variants there and trains faster on a CPU.
+ONE_CLASS_HIDDEN = (256, 64)
 ONE_CLASS_CODE_SIZE = 32
 #: The PCA baseline keeps as many components as the autoencoder's code.
 PCA_COMPONENTS = ONE_CLASS_CODE_SIZE
@@ -41,10 +42,10 @@ PCA_COMPONENTS = ONE_CLASS_CODE_SIZE
 # --------------------------------------------------------------------------- mnist one-class
 def build_one_class_autoencoder():
     """The autoencoder used for one-class MNIST (see ``ONE_CLASS_*``). Taught in notebook 03."""
-    from course_lib.models import build_conv_autoencoder
+    from course_lib.models import build_dense_autoencoder
 
-    return build_conv_autoencoder(filters=ONE_CLASS_FILTERS, code_size=ONE_CLASS_CODE_SIZE,
-                                  loss="mse")
+    return build_dense_autoencoder(code_size=ONE_CLASS_CODE_SIZE, hidden=ONE_CLASS_HIDDEN,
+                                   loss="mse", learning_rate=1e-3)
 
 
 def train_one_class(x_normal, profile: Profile, seed: int = 0):
@@ -56,12 +57,12 @@ def train_one_class(x_normal, profile: Profile, seed: int = 0):
     import keras
 
     from course_lib.config import set_seed
-    from course_lib.data import add_channel
+    from course_lib.data import flatten
 
     set_seed(seed)
-    x = add_channel(x_normal)
+    x = flatten(x_normal)
     ae, _, _ = build_one_class_autoencoder()
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3,
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=5,
                                          restore_best_weights=True)
     ae.fit(x, x, epochs=profile.one_class_epochs, batch_size=profile.batch_size,
            validation_split=0.1, callbacks=[stop], verbose=0)
@@ -78,7 +79,7 @@ def mnist_one_class(x_train, y_train, x_test, y_test, digit: int,
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from course_lib.baselines import PCAReconstruction
-    from course_lib.data import DataError, add_channel, check_labels, flatten
+    from course_lib.data import DataError, check_labels, flatten
     from course_lib.metrics import anomaly_scores
 
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
@@ -94,7 +95,7 @@ def mnist_one_class(x_train, y_train, x_test, y_test, digit: int,
                         f"compute an AUROC.")
     start = time.perf_counter()
     ae = train_one_class(x_normal, prof, seed=seed)
-    scores = anomaly_scores(ae, add_channel(x_test))
+    scores = anomaly_scores(ae, flatten(x_test))
     pca = PCAReconstruction(n_components=min(PCA_COMPONENTS, len(x_normal) - 1)).fit(
         flatten(x_normal))
     pca_scores = pca.score_samples(flatten(x_test))
@@ -115,9 +116,19 @@ def _cmd_mnist_one_class(args) -> int:
 
     x_train, y_train = load_npz_images(args.train)
     x_test, y_test = load_npz_images(args.test)
-    result = mnist_one_class(x_train, y_train, x_test, y_test, args.digit,
-                             profile=args.profile, seed=args.seed)
-    print(json.dumps(result))
+    results = []
+    for digit in args.digit:
+        results.append(mnist_one_class(x_train, y_train, x_test, y_test, digit,
+                                       profile=args.profile, seed=args.seed))
+        print(json.dumps(results[-1]), flush=True)
+    if len(results) > 1:  # several digits: the last line summarises them
+        print(json.dumps({
+            "digits": [r["digit"] for r in results],
+            "mean_auroc": round(float(np.mean([r["auroc"] for r in results])), 4),
+            "mean_baseline_pca_auroc": round(float(np.mean(
+                [r["baseline_pca_auroc"] for r in results])), 4),
+            "seconds": round(sum(r["seconds"] for r in results), 1),
+            "profile": results[0]["profile"], "n_test": results[0]["n_test"]}))
     return 0
 
 
@@ -231,7 +242,8 @@ def main(argv=None) -> int:
     oc = sub.add_parser("mnist-one-class", help="one-class MNIST AUROC, AE vs PCA")
     oc.add_argument("--train", required=True, help=".npz with x (N,28,28) uint8 and y")
     oc.add_argument("--test", required=True, help=".npz with x (N,28,28) uint8 and y")
-    oc.add_argument("--digit", required=True, type=int, choices=range(10), metavar="D")
+    oc.add_argument("--digit", required=True, type=int, choices=range(10), metavar="D",
+                    nargs="+", help="normal digit(s); with several, a summary line comes last")
     oc.add_argument("--profile", default=None, help="fast | workshop | full")
     oc.add_argument("--seed", default=0, type=int)
     oc.set_defaults(func=_cmd_mnist_one_class)

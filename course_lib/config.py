@@ -56,16 +56,17 @@ class Profile:
         n_train = "all" if self.n_train is None else self.n_train
         n_test = "all" if self.n_test is None else self.n_test
         return (f"profile '{self.name}': {n_train} training / {n_test} test images, "
-                f"{self.epochs} epochs (studies {self.study_epochs}), batch {self.batch_size}")
+                f"{self.epochs} epochs (studies {self.study_epochs}, one-class {self.one_class_epochs}), "
+                f"batch {self.batch_size}")
 
 
 PROFILES = {
     "fast": Profile("fast", n_train=2000, n_test=500, epochs=5, study_epochs=3,
                     batch_size=32, one_class_epochs=10),
     "workshop": Profile("workshop", n_train=8000, n_test=2000, epochs=15, study_epochs=5,
-                        batch_size=64, one_class_epochs=30),
+                        batch_size=64, one_class_epochs=40),
     "full": Profile("full", n_train=None, n_test=None, epochs=30, study_epochs=10,
-                    batch_size=128, one_class_epochs=60),
+                    batch_size=128, one_class_epochs=80),
 }
 
 
@@ -108,7 +109,7 @@ def data_mode(mode: str | None = None) -> str:
 def set_seed(seed: int = 42) -> None:
     """Seed Python, NumPy and Keras/TensorFlow so runs repeat.
 
-    Taught in notebook 01.  Imports Keras, so call it after the setup cell.
+    Taught in notebook 01 (setup cell).  Imports Keras (a few seconds on the first call).
     """
     import numpy as np
 

@@ -75,6 +75,9 @@ def plot_history(history, ax=None, title: str = "Training curves", log: bool = F
         if key in hist:
             label = "training" if key == "loss" else "validation"
             ax.plot(epochs, hist[key], style, label=label, markersize=3)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     if log:
