@@ -118,3 +118,6 @@ def set_seed(seed: int = 42) -> None:
     import keras
 
     keras.utils.set_random_seed(seed)
+    # Run one tiny operation now, so TensorFlow's one-time start-up messages (printed by its C++
+    # runtime, not by Python) appear in the setup cell rather than in a later cell.
+    keras.ops.convert_to_numpy(keras.ops.zeros((1,)))
