@@ -1,8 +1,18 @@
-"""Reconstruction errors and anomaly scores.
+"""Reconstruction errors, anomaly scores, thresholds and evaluation.
 
 An autoencoder trained on normal data reconstructs normal inputs well and unusual inputs
-badly; the per-sample reconstruction error is the anomaly score.  Ranking metrics come from
-scikit-learn (``roc_auc_score``, ``average_precision_score``).
+badly; the per-sample reconstruction error is the anomaly score.  Turning scores into
+decisions needs a threshold; the metrics of both steps come from scikit-learn.
+
+Conventions (notebooks 03 and 04): label 1 = anomaly, 0 = normal; a sample is flagged as an
+anomaly iff ``score > threshold``.
+
+- scores: :func:`reconstruction_error`, :func:`anomaly_scores`
+- thresholds: :func:`threshold_percentile` (normal validation data only),
+  :func:`threshold_best_f1` and :func:`threshold_min_cost` (labelled data),
+  :func:`threshold_alert_budget` (unlabelled data and a review capacity)
+- evaluation: :func:`evaluate` (AUROC, AUPRC and, for a threshold, precision, recall, F1,
+  confusion-matrix counts and alert rate)
 """
 
 from __future__ import annotations
@@ -49,3 +59,266 @@ def anomaly_scores(model, x, batch_size: int = 256, kind: str = "mse") -> np.nda
     x = np.asarray(x, dtype=np.float32)
     x_hat = model.predict(x, batch_size=batch_size, verbose=0)
     return reconstruction_error(x, x_hat.reshape(x.shape), kind=kind)
+
+
+# --------------------------------------------------------------------------- thresholds
+# Convention used by every helper below (and by notebooks 03 and 04):
+#   label 1 = anomaly, label 0 = normal; a sample is *flagged* iff ``score > threshold``.
+
+
+def _check_scores(scores, name: str = "scores") -> np.ndarray:
+    """Scores as a 1-D float64 array; reject empty input and NaN/inf with a clear message."""
+    try:
+        arr = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected a 1-D array of numbers ({exc}).") from exc
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array (one score per sample), got shape "
+                         f"{arr.shape}.")
+    if len(arr) == 0:
+        raise ValueError(f"{name}: is empty; need at least one score.")
+    if not np.all(np.isfinite(arr)):
+        bad = int(len(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name}: contains {bad} NaN or infinite value(s); anomaly scores "
+                         f"must be finite (check the model's input and output for NaN).")
+    return arr
+
+
+def _check_labels(y_true, n: int, name: str = "y_true") -> np.ndarray:
+    """Labels as a 1-D int array of 0 (normal) and 1 (anomaly), ``n`` of them."""
+    arr = np.asarray(y_true)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of labels, got shape {arr.shape}.")
+    if len(arr) != n:
+        raise ValueError(f"{name} and scores must have the same length, got {len(arr)} labels "
+                         f"and {n} scores.")
+    if arr.dtype == bool:
+        return arr.astype(np.int64)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name}: labels must be 0 (normal) or 1 (anomaly), got dtype "
+                         f"{arr.dtype}.")
+    bad = ~np.isin(arr, (0, 1))
+    if np.any(bad):
+        found = np.unique(arr[bad])[:5].tolist()
+        raise ValueError(f"{name}: labels must be 0 (normal) or 1 (anomaly), found {found}.")
+    return arr.astype(np.int64)
+
+
+def _check_scores_and_labels(y_true, scores):
+    s = _check_scores(scores)
+    return _check_labels(y_true, len(s)), s
+
+
+def _just_below(value: float) -> float:
+    """The largest float64 below ``value``: ``score > _just_below(v)`` iff ``score >= v``."""
+    return float(np.nextafter(np.float64(value), -np.inf))
+
+
+def threshold_percentile(normal_scores, percentile: float = 99.0) -> float:
+    """Threshold at a percentile of the scores of *normal* validation data.
+
+    The simplest rule, and the only one that needs no labelled anomaly: hold out some normal
+    data (never trained on), score it, and put the threshold at its ``percentile``-th
+    percentile.  About ``(100 - percentile)`` % of normal samples then score above it and are
+    flagged (false alarms); how many anomalies are caught depends on the model.
+
+    Parameters
+    ----------
+    normal_scores : array-like of shape (N,)
+        Anomaly scores of normal validation samples.
+    percentile : float
+        Between 0 and 100 (default 99: about 1 % false alarms on normal data).
+
+    Returns
+    -------
+    float
+        The threshold; a sample is flagged iff ``score > threshold``.
+
+    Raises
+    ------
+    ValueError
+        Empty or non-finite scores, or a percentile outside [0, 100].
+
+    Taught in notebook 03; used in notebook 04.
+    """
+    s = _check_scores(normal_scores, "normal_scores")
+    p = float(percentile)
+    if not (np.isfinite(p) and 0.0 <= p <= 100.0):
+        raise ValueError(f"percentile must lie in [0, 100], got {percentile!r}.")
+    return float(np.percentile(s, p))
+
+
+def threshold_best_f1(y_true, scores) -> float:
+    """Threshold that maximises the F1 score on labelled data.
+
+    F1 is the harmonic mean of precision and recall.  Computed with scikit-learn's
+    ``precision_recall_curve``, whose thresholds flag ``score >= t``; the returned value is
+    the largest float just below that ``t``, so that ``score > threshold`` flags exactly the
+    same samples.  Among thresholds with equal F1 the highest (fewest alerts) is returned.
+    F1 depends on the share of anomalies in ``y_true``: choose it on data whose base rate
+    resembles the data the detector will see.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (N,)
+        1 = anomaly, 0 = normal.  Must hold at least one anomaly.
+    scores : array-like of shape (N,)
+        Anomaly scores (higher = more anomalous).
+
+    Returns
+    -------
+    float
+        The threshold; a sample is flagged iff ``score > threshold``.
+
+    Raises
+    ------
+    ValueError
+        No anomaly in ``y_true`` (F1 is then undefined), labels other than 0/1, lengths that
+        differ, empty input or NaN/inf scores.
+
+    Taught in notebook 03; used in notebook 04.
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    y, s = _check_scores_and_labels(y_true, scores)
+    if y.sum() == 0:
+        raise ValueError("threshold_best_f1 needs at least one labelled anomaly (label 1) in "
+                         "y_true; with normal data only, use threshold_percentile.")
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    precision, recall = precision[:len(thresholds)], recall[:len(thresholds)]
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+    best = np.flatnonzero(f1 >= f1.max() - 1e-12)[-1]  # thresholds increase: last = fewest alerts
+    return _just_below(thresholds[best])
+
+
+def threshold_min_cost(y_true, scores, cost_fp: float = 1.0, cost_fn: float = 10.0) -> float:
+    """Threshold that minimises the total cost ``cost_fp * FP + cost_fn * FN`` on labelled data.
+
+    A false positive (a normal sample flagged) costs an analyst's time; a false negative (a
+    missed anomaly) usually costs much more.  Candidates: every distinct score (flag the
+    samples strictly above it) and a value just below the smallest score (flag everything).
+    Among equal costs the highest threshold (fewest alerts) is returned.  Works without
+    anomalies too (then flagging nothing is cheapest).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (N,)
+        1 = anomaly, 0 = normal.
+    scores : array-like of shape (N,)
+        Anomaly scores (higher = more anomalous).
+    cost_fp, cost_fn : float
+        Cost of one false positive and of one false negative (finite, >= 0).
+
+    Returns
+    -------
+    float
+        The threshold; a sample is flagged iff ``score > threshold``.
+
+    Taught in notebook 03; used in notebook 04.
+    """
+    y, s = _check_scores_and_labels(y_true, scores)
+    cost_fp, cost_fn = _check_cost("cost_fp", cost_fp), _check_cost("cost_fn", cost_fn)
+    candidates = np.unique(s)  # increasing
+    pos, neg = np.sort(s[y == 1]), np.sort(s[y == 0])
+    fn = np.searchsorted(pos, candidates, side="right")            # anomalies not above t
+    fp = len(neg) - np.searchsorted(neg, candidates, side="right")  # normals above t
+    cost = cost_fp * fp + cost_fn * fn
+    flag_all_cost = cost_fp * len(neg)
+    best = np.flatnonzero(cost <= cost.min() + 1e-12)[-1]
+    if flag_all_cost < cost[best] - 1e-12:
+        return _just_below(candidates[0])
+    return float(candidates[best])
+
+
+def _check_cost(name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (np.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return v
+
+
+def threshold_alert_budget(scores, alert_rate: float) -> float:
+    """Threshold that flags at most a fraction ``alert_rate`` of the given (unlabelled) scores.
+
+    The rule of an operations team: "we can review 50 alerts a day" is an alert rate of
+    50 / (samples per day).  Needs no label at all.  With ``k = floor(alert_rate * N)``, the
+    ``k`` highest scores are flagged; ties at the boundary are all left unflagged, so ties can
+    only lower the number of alerts, never raise it above the budget.
+
+    Parameters
+    ----------
+    scores : array-like of shape (N,)
+        Anomaly scores of a typical batch (e.g. one day of data).
+    alert_rate : float
+        Fraction in [0, 1] of samples the team can review.
+
+    Returns
+    -------
+    float
+        The threshold; a sample is flagged iff ``score > threshold``.
+
+    Taught in notebook 03; used in notebook 04.
+    """
+    s = _check_scores(scores)
+    rate = float(alert_rate)
+    if not (np.isfinite(rate) and 0.0 <= rate <= 1.0):
+        raise ValueError(f"alert_rate must be a fraction in [0, 1], got {alert_rate!r}.")
+    k = int(np.floor(rate * len(s) + 1e-9))  # 1e-9: 0.29 * 100 must give 29, not 28
+    ordered = np.sort(s)[::-1]
+    if k >= len(s):
+        return _just_below(ordered[-1])
+    return float(ordered[k])  # flags the scores above the (k+1)-th highest: at most k
+
+
+def evaluate(y_true, scores, threshold: float | None = None) -> dict:
+    """Ranking metrics of anomaly scores and, with a threshold, the metrics of that decision.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (N,)
+        1 = anomaly, 0 = normal.
+    scores : array-like of shape (N,)
+        Anomaly scores (higher = more anomalous).
+    threshold : float, optional
+        Decision threshold; a sample is flagged iff ``score > threshold``.
+
+    Returns
+    -------
+    dict
+        ``auroc`` (``roc_auc_score``) and ``auprc`` (``average_precision_score``): both
+        ``None`` when ``y_true`` holds only one class (they are undefined then).  With a
+        ``threshold`` also ``threshold``, ``precision``, ``recall``, ``f1`` (scikit-learn's
+        ``precision_recall_fscore_support``; 0.0 where undefined, e.g. recall without any
+        anomaly), the confusion-matrix counts ``tn``, ``fp``, ``fn``, ``tp`` (ints) and
+        ``alert_rate``, the fraction of samples flagged.
+
+    Raises
+    ------
+    ValueError
+        Labels other than 0/1, lengths that differ, empty input, NaN/inf scores or threshold.
+
+    Taught in notebook 03; used in notebook 04.
+    """
+    from sklearn.metrics import (average_precision_score, confusion_matrix,
+                                 precision_recall_fscore_support, roc_auc_score)
+
+    y, s = _check_scores_and_labels(y_true, scores)
+    both = 0 < y.sum() < len(y)
+    result = {"auroc": float(roc_auc_score(y, s)) if both else None,
+              "auprc": float(average_precision_score(y, s)) if both else None}
+    if threshold is None:
+        return result
+    t = float(threshold)
+    if not np.isfinite(t):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+    flagged = (s > t).astype(np.int64)
+    tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, flagged, labels=[0, 1]).ravel())
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y, flagged, pos_label=1, average="binary", zero_division=0.0)
+    result.update(threshold=t, precision=float(precision), recall=float(recall), f1=float(f1),
+                  tn=tn, fp=fp, fn=fn, tp=tp, alert_rate=float(flagged.mean()))
+    return result

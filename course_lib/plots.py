@@ -113,3 +113,311 @@ def plot_latent_2d(codes, labels, ax=None, title: str = "Latent space", max_poin
     ax.set_ylabel("code dimension 2")
     ax.set_title(title)
     return ax
+
+
+# --------------------------------------------------------------------------- anomaly detection
+# Conventions as in course_lib.metrics: label 1 = anomaly; flagged iff score > threshold.
+
+
+def plot_score_histograms(scores_by_group: dict, threshold=None, log_y: bool = True,
+                          bins=50, ax=None):
+    """Overlaid histograms of anomaly scores, one per group, on shared bins.
+
+    Parameters
+    ----------
+    scores_by_group : dict
+        ``{label: scores}``, e.g. ``{"normal": s_normal, "anomaly": s_anomaly}``.
+    threshold : float, optional
+        Draw it as a vertical dashed line (flagged: scores to its right).
+    log_y : bool
+        Log-scale counts (default): rare groups and long tails stay visible next to a large
+        normal group.
+    bins : int or sequence
+        Passed to ``numpy.histogram_bin_edges`` on all scores together, so every group uses
+        the same bins.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Taught in notebook 03; used in notebook 04.
+    """
+    import matplotlib.pyplot as plt
+
+    from course_lib.metrics import _check_scores
+
+    if not scores_by_group:
+        raise ValueError("scores_by_group must hold at least one {label: scores} entry.")
+    groups = {str(k): _check_scores(v, f"scores of group {k!r}")
+              for k, v in scores_by_group.items()}
+    everything = np.concatenate(list(groups.values()))
+    if threshold is not None:
+        threshold = float(threshold)
+        if not np.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+    edges = np.histogram_bin_edges(everything, bins=bins)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.5))
+    for i, (label, s) in enumerate(groups.items()):
+        color = f"C{i % 10}"
+        ax.hist(s, bins=edges, histtype="stepfilled", alpha=0.35, color=color,
+                label=f"{label} (n={len(s)})")
+        ax.hist(s, bins=edges, histtype="step", linewidth=1.0, color=color)
+    if threshold is not None:
+        ax.axvline(threshold, color="k", linestyle="--", linewidth=1.2,
+                   label=f"threshold {threshold:.4g}")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("anomaly score")
+    ax.set_ylabel("count" + (" (log scale)" if log_y else ""))
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_roc_pr(y_true, scores_by_model: dict, axes=None):
+    """ROC curve (left) and precision-recall curve (right) of one or more scorers.
+
+    The legend gives each model's AUROC (ROC panel) and average precision, AP (PR panel).
+    Chance level is drawn in grey: the diagonal for ROC, the base rate (share of anomalies)
+    for precision-recall.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (N,)
+        1 = anomaly, 0 = normal; both classes needed.
+    scores_by_model : dict
+        ``{model name: scores}``, each of shape (N,).
+    axes : sequence of two matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Figure
+
+    Taught in notebook 03; used in notebook 04.
+    """
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import (average_precision_score, precision_recall_curve,
+                                 roc_auc_score, roc_curve)
+
+    from course_lib.metrics import _check_labels, _check_scores
+
+    if not scores_by_model:
+        raise ValueError("scores_by_model must hold at least one {model name: scores} entry.")
+    models = {str(k): _check_scores(v, f"scores of {k!r}") for k, v in scores_by_model.items()}
+    y = _check_labels(y_true, len(next(iter(models.values()))))
+    for name, s in models.items():
+        _check_labels(y, len(s), f"y_true (for {name!r})")
+    if y.min() == y.max():
+        raise ValueError("y_true must hold both normal (0) and anomalous (1) samples to draw "
+                         "ROC and precision-recall curves.")
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    else:
+        if len(axes) != 2:
+            raise ValueError(f"axes must be two matplotlib Axes, got {len(axes)}.")
+        fig = axes[0].figure
+    ax_roc, ax_pr = axes[0], axes[1]
+    for name, s in models.items():
+        fpr, tpr, _ = roc_curve(y, s)
+        ax_roc.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(y, s):.3f})")
+        precision, recall, _ = precision_recall_curve(y, s)
+        ax_pr.plot(recall, precision, drawstyle="steps-post",
+                   label=f"{name} (AP {average_precision_score(y, s):.3f})")
+    base_rate = float(y.mean())
+    ax_roc.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance (AUROC 0.5)")
+    ax_pr.axhline(base_rate, color="grey", linestyle=":",
+                  label=f"chance (base rate {base_rate:.3g})")
+    ax_roc.set(xlabel="false positive rate (normals flagged)",
+               ylabel="true positive rate (recall)", title="ROC curve", xlim=(-0.01, 1.01),
+               ylim=(-0.01, 1.01))
+    ax_pr.set(xlabel="recall (anomalies caught)", ylabel="precision (alerts that are anomalies)",
+              title="Precision-recall curve", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+    for ax in (ax_roc, ax_pr):
+        ax.legend(fontsize=8, loc="lower right" if ax is ax_roc else "lower left")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(y_true, scores, threshold, ax=None, labels=("normal", "anomaly"),
+                   title=None):
+    """Confusion matrix (counts) of the decision ``score > threshold``.
+
+    Rows: true class; columns: predicted class, in the order of ``labels``
+    (normal = 0 first, anomaly = 1 second).  Each cell shows its count.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (N,)
+        1 = anomaly, 0 = normal.
+    scores : array-like of shape (N,)
+    threshold : float
+    ax : matplotlib Axes, optional
+    labels : pair of str
+        Names of class 0 and class 1.
+    title : str, optional
+        Default: the threshold.
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Taught in notebook 03; used in notebook 04.
+    """
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    from course_lib.metrics import _check_scores_and_labels
+
+    y, s = _check_scores_and_labels(y_true, scores)
+    t = float(threshold)
+    if not np.isfinite(t):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+    if len(labels) != 2:
+        raise ValueError(f"labels must name the two classes (normal, anomaly), got {labels!r}.")
+    cm = confusion_matrix(y, (s > t).astype(np.int64), labels=[0, 1])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(int(cm.max()), 1))
+    for i in range(2):
+        for j in range(2):
+            dark = cm[i, j] > 0.5 * cm.max()
+            ax.text(j, i, f"{cm[i, j]:d}", ha="center", va="center", fontsize=12,
+                    color="white" if dark else "black")
+    ax.set_xticks([0, 1], [f"{labels[0]}", f"{labels[1]}"])
+    ax.set_yticks([0, 1], [f"{labels[0]}", f"{labels[1]}"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title if title is not None else f"threshold {t:.4g}", fontsize=10)
+    return ax
+
+
+class ThresholdExplorer:
+    """What :func:`threshold_explorer` returns: the figure, the threshold and the slider.
+
+    ``update(threshold)`` redraws the figure (the slider calls it); ``slider`` is ``None``
+    when no widget could be offered (no ipywidgets, or no running Jupyter kernel).
+    """
+
+    def __init__(self, y_true, scores, threshold, scores_label):
+        from course_lib.metrics import _check_scores_and_labels
+
+        self.y_true, self.scores = _check_scores_and_labels(y_true, scores)
+        self.scores_label = scores_label
+        self.threshold = float(threshold)
+        self.figure = None
+        self.slider = None
+        self._handle = None
+
+    def draw(self, threshold=None):
+        """Draw (or redraw) the histogram and the confusion matrix at ``threshold``."""
+        import matplotlib.pyplot as plt
+
+        from course_lib.metrics import evaluate
+
+        if threshold is not None:
+            self.threshold = float(threshold)
+        if self.figure is None:
+            self.figure = plt.figure(figsize=(10, 3.6))
+        fig = self.figure
+        fig.clf()
+        ax_hist = fig.add_axes((0.07, 0.15, 0.55, 0.68))
+        ax_cm = fig.add_axes((0.72, 0.15, 0.25, 0.68))
+        y, s, t = self.y_true, self.scores, self.threshold
+        groups = {name: s[y == label] for label, name in ((0, "normal"), (1, "anomaly"))
+                  if np.any(y == label)}
+        plot_score_histograms(groups, threshold=t, ax=ax_hist)
+        ax_hist.set_xlabel(self.scores_label)
+        plot_confusion(y, s, t, ax=ax_cm, title="confusion matrix")
+        m = evaluate(y, s, t)
+        fig.suptitle(f"threshold {t:.4g}: precision {m['precision']:.3f}, recall "
+                     f"{m['recall']:.3f}, F1 {m['f1']:.3f}, alert rate {m['alert_rate']:.3f}",
+                     fontsize=10)
+        return fig
+
+    def update(self, threshold):
+        """Redraw at a new threshold and refresh the displayed figure (if one is shown)."""
+        self.draw(threshold)
+        if self._handle is not None:
+            self._handle.update(self.figure)
+        return self.figure
+
+    def __repr__(self) -> str:
+        mode = "interactive" if self.slider is not None else "static"
+        return f"ThresholdExplorer(threshold={self.threshold:.4g}, {mode})"
+
+
+def _running_kernel() -> bool:
+    """True inside a Jupyter (IPython) kernel, where widgets can be displayed."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def threshold_explorer(y_true, scores, threshold=None, scores_label: str = "anomaly score"):
+    """Histogram and confusion matrix at a threshold, with a slider to move it (ipywidgets).
+
+    Always draws a static figure first, at ``threshold`` (default: the F1-best threshold of
+    :func:`course_lib.metrics.threshold_best_f1`, or the 99th percentile when ``y_true`` holds
+    no anomaly), so the figure survives where widgets do not (nbval, HTML export, GitHub).
+    Inside a running Jupyter kernel with ipywidgets installed, a slider below it then moves
+    the threshold and redraws the figure in place.  Without ipywidgets, or outside a kernel, it
+    never raises: you get the static figure only.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (N,)
+        1 = anomaly, 0 = normal.
+    scores : array-like of shape (N,)
+    threshold : float, optional
+        Starting threshold (flagged iff ``score > threshold``).
+    scores_label : str
+        Label of the histogram's x axis.
+
+    Returns
+    -------
+    ThresholdExplorer
+        ``.figure``, ``.threshold``, ``.slider`` (``None`` when static) and ``.update(t)``.
+        Assign it (``explorer = threshold_explorer(...)``) so that it is not printed.
+
+    Taught in notebook 03; used in notebook 04.
+    """
+    import matplotlib.pyplot as plt
+
+    from course_lib.metrics import (_check_scores_and_labels, threshold_best_f1,
+                                    threshold_percentile)
+
+    y, s = _check_scores_and_labels(y_true, scores)
+    if threshold is None:
+        threshold = threshold_best_f1(y, s) if y.any() else threshold_percentile(s, 99.0)
+    if not np.isfinite(float(threshold)):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+    explorer = ThresholdExplorer(y, s, threshold, scores_label)
+    explorer.draw()
+    if not _running_kernel():
+        return explorer  # a script or a test: the figure is there for plt.show() / savefig
+    from IPython.display import display
+
+    explorer._handle = display(explorer.figure, display_id=True)
+    plt.close(explorer.figure)  # shown once, through the handle; not again at the cell's end
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        return explorer
+    # Steps at quantiles of the scores: each step moves about the same number of samples.
+    steps = np.unique(np.concatenate([np.quantile(s, np.linspace(0.0, 1.0, 201)),
+                                      [explorer.threshold]]))
+    by_label = {f"{v:.5g}": float(v) for v in steps}   # labels must be unique
+    by_label[f"{explorer.threshold:.5g}"] = explorer.threshold
+    options = sorted(by_label.items(), key=lambda item: item[1])
+    slider = widgets.SelectionSlider(options=options, value=explorer.threshold,
+                                     description="threshold", continuous_update=False,
+                                     layout=widgets.Layout(width="70%"))
+    slider.observe(lambda change: explorer.update(change["new"]), names="value")
+    explorer.slider = slider
+    display(slider)
+    return explorer

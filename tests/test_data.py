@@ -51,8 +51,13 @@ def test_download_fails_fast_without_network(monkeypatch, tmp_path):
     """No cached copy and an unreachable host: an error within seconds, not a hang."""
     import time
 
+    import socket
+
+    with socket.socket() as s:  # a loopback port with nobody listening: the host "is down"
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(D, "MNIST_HOST", ("192.0.2.1", 443))  # TEST-NET-1: never routable
+    monkeypatch.setattr(D, "MNIST_HOST", ("127.0.0.1", closed_port))
     monkeypatch.setattr(D, "CONNECT_TIMEOUT_S", 0.5)
     start = time.perf_counter()
     with pytest.raises(OSError):

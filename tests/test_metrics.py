@@ -51,3 +51,214 @@ def test_pca_baseline_agrees_with_sklearn():
     assert base.score_samples(outlier)[0] > np.percentile(base.score_samples(x), 99)
     with pytest.raises(ValueError, match="NaN"):
         base.score_samples(np.full((1, 30), np.nan))
+
+
+# --------------------------------------------------------------------------- thresholds, evaluate
+import json  # noqa: E402
+import warnings  # noqa: E402
+
+from sklearn.metrics import (average_precision_score, confusion_matrix,  # noqa: E402
+                             precision_recall_fscore_support, roc_auc_score)
+
+from course_lib.metrics import (evaluate, threshold_alert_budget,  # noqa: E402
+                                threshold_best_f1, threshold_min_cost, threshold_percentile)
+
+# A hand-made case: three normals, two anomalies; one anomaly (0.25) hides among the normals.
+Y_HAND = np.array([0, 0, 0, 1, 1])
+S_HAND = np.array([0.1, 0.2, 0.3, 0.25, 0.9])
+
+
+def _random_case(seed, n=300, base_rate=0.1):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < base_rate).astype(int)
+    y[:2] = [0, 1]  # both classes, whatever the seed
+    s = rng.normal(size=n) + 1.5 * y
+    return y, np.round(s, 2)  # rounding makes ties, as real scores can have
+
+
+def _flagged(scores, threshold):
+    return (np.asarray(scores) > threshold).astype(int)
+
+
+def test_evaluate_hand_made_example():
+    r = evaluate(Y_HAND, S_HAND, threshold=0.2)
+    # pairs (anomaly, normal) ranked right: 0.25 beats 0.1 and 0.2; 0.9 beats all three -> 5/6
+    assert r["auroc"] == pytest.approx(5 / 6)
+    # ranking 0.9 (hit), 0.3 (miss), 0.25 (hit): AP = 0.5 * 1 + 0.5 * 2/3
+    assert r["auprc"] == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert (r["tn"], r["fp"], r["fn"], r["tp"]) == (2, 1, 0, 2)  # 0.2 itself is not flagged
+    assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == 1.0
+    assert r["f1"] == pytest.approx(0.8) and r["alert_rate"] == pytest.approx(0.6)
+    assert r["threshold"] == 0.2
+    assert set(evaluate(Y_HAND, S_HAND)) == {"auroc", "auprc"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_evaluate_matches_sklearn(seed):
+    y, s = _random_case(seed)
+    t = float(np.median(s))
+    r = evaluate(y, s, t)
+    assert r["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert r["auprc"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    pred = _flagged(s, t)
+    p, rec, f1, _ = precision_recall_fscore_support(y, pred, average="binary")
+    assert (r["precision"], r["recall"], r["f1"]) == pytest.approx((p, rec, f1), abs=1e-12)
+    tn, fp, fn, tp = confusion_matrix(y, pred).ravel()
+    assert (r["tn"], r["fp"], r["fn"], r["tp"]) == (tn, fp, fn, tp)
+    assert r["alert_rate"] == pytest.approx(pred.mean())
+    assert all(isinstance(r[k], int) for k in ("tn", "fp", "fn", "tp"))
+    json.dumps(r)  # plain Python numbers: a table or a JSON log can take it as it is
+
+
+def test_evaluate_accepts_bool_and_float_labels():
+    a = evaluate(Y_HAND.astype(bool), S_HAND, 0.2)
+    b = evaluate(Y_HAND.astype(float), list(S_HAND), 0.2)
+    assert a == b == evaluate(Y_HAND, S_HAND, 0.2)
+
+
+def test_threshold_best_f1_hand_made_and_strict_convention():
+    t = threshold_best_f1(Y_HAND, S_HAND)
+    # best: flag 0.25, 0.3 and 0.9 (F1 0.8); the threshold sits just below 0.25
+    assert t < 0.25 and t > 0.2 and np.nextafter(t, np.inf) == 0.25
+    assert _flagged(S_HAND, t).tolist() == [0, 0, 1, 1, 1]
+    assert evaluate(Y_HAND, S_HAND, t)["f1"] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_threshold_best_f1_is_the_best_of_all_candidates(seed):
+    y, s = _random_case(seed)
+    t = threshold_best_f1(y, s)
+    candidates = np.concatenate([np.unique(s), [s.min() - 1]])
+    best = max(precision_recall_fscore_support(y, _flagged(s, c), average="binary",
+                                               zero_division=0)[2] for c in candidates)
+    assert evaluate(y, s, t)["f1"] == pytest.approx(best, abs=1e-12)
+
+
+def test_threshold_min_cost_hand_made():
+    # missing an anomaly costs 10: flag 0.2's right side (one false alarm, cost 1)
+    t = threshold_min_cost(Y_HAND, S_HAND, cost_fp=1, cost_fn=10)
+    assert _flagged(S_HAND, t).tolist() == [0, 0, 1, 1, 1]
+    # a missed anomaly costs less than a false alarm: flag only 0.9 (cost 0.5)
+    t = threshold_min_cost(Y_HAND, S_HAND, cost_fp=1, cost_fn=0.5)
+    assert _flagged(S_HAND, t).tolist() == [0, 0, 0, 0, 1]
+    # false alarms are free: every threshold that catches both anomalies costs 0; among
+    # equal costs the one with the fewest alerts wins
+    t = threshold_min_cost(Y_HAND, S_HAND, cost_fp=0, cost_fn=1)
+    assert _flagged(S_HAND, t).tolist() == [0, 0, 1, 1, 1]
+    # the lowest score is an anomaly: only a threshold below every score catches it
+    t = threshold_min_cost([1, 0, 1], [0.1, 0.5, 0.9], cost_fp=1, cost_fn=10)
+    assert t < 0.1 and _flagged([0.1, 0.5, 0.9], t).all()
+
+
+@pytest.mark.parametrize("seed, cost_fn", [(0, 10.0), (1, 3.0), (2, 50.0)])
+def test_threshold_min_cost_is_the_cheapest_candidate(seed, cost_fn):
+    y, s = _random_case(seed)
+
+    def cost(t):
+        r = evaluate(y, s, t)
+        return 1.0 * r["fp"] + cost_fn * r["fn"]
+
+    t = threshold_min_cost(y, s, cost_fp=1.0, cost_fn=cost_fn)
+    candidates = np.concatenate([np.unique(s), [s.min() - 1]])
+    assert cost(t) == pytest.approx(min(cost(c) for c in candidates))
+
+
+def test_threshold_percentile():
+    s = np.random.default_rng(0).normal(size=10_000)
+    t = threshold_percentile(s, 99)
+    assert t == pytest.approx(np.percentile(s, 99))
+    assert 0.009 <= _flagged(s, t).mean() <= 0.011  # about 1% of normals flagged
+    assert threshold_percentile(s) == t  # 99 is the default
+    assert threshold_percentile([3.0], 50) == 3.0
+    for bad in (-1, 101, np.nan):
+        with pytest.raises(ValueError, match=r"\[0, 100\]"):
+            threshold_percentile(s, bad)
+
+
+@pytest.mark.parametrize("rate, expected", [(0.0, 0), (0.05, 5), (0.29, 29), (0.999, 99),
+                                            (1.0, 100)])
+def test_threshold_alert_budget_flags_the_budget(rate, expected):
+    s = np.random.default_rng(0).permutation(100) / 7.0  # 100 distinct scores
+    assert _flagged(s, threshold_alert_budget(s, rate)).sum() == expected
+
+
+def test_threshold_alert_budget_never_exceeds_the_budget_with_ties():
+    s = np.array([1.0, 2.0, 2.0, 2.0, 5.0])
+    assert _flagged(s, threshold_alert_budget(s, 0.4)).sum() == 1  # 2 allowed; ties left out
+    assert _flagged(s, threshold_alert_budget(s, 0.8)).sum() == 4
+    with pytest.raises(ValueError, match="alert_rate"):
+        threshold_alert_budget(s, 1.5)
+
+
+def test_all_scores_equal():
+    y, s = np.array([0, 0, 0, 1]), np.full(4, 0.7)
+    r = evaluate(y, s)
+    assert r["auroc"] == 0.5 and r["auprc"] == pytest.approx(0.25)  # no better than chance
+    t = threshold_best_f1(y, s)
+    assert _flagged(s, t).all()  # the only way to catch the anomaly: flag everything
+    assert _flagged(s, threshold_min_cost(y, s, cost_fp=1, cost_fn=10)).all()
+    assert not _flagged(s, threshold_min_cost(y, s, cost_fp=1, cost_fn=2)).any()
+    assert not _flagged(s, threshold_percentile(s, 99)).any()
+    assert not _flagged(s, threshold_alert_budget(s, 0.5)).any()  # a tie cannot be split
+    assert _flagged(s, threshold_alert_budget(s, 1.0)).all()
+
+
+def test_no_anomalies_in_validation_data():
+    y, s = np.zeros(50, int), np.linspace(0, 1, 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no sklearn warning leaks out either
+        r = evaluate(y, s, threshold=0.9)
+    assert r["auroc"] is None and r["auprc"] is None
+    assert r["tp"] == r["fn"] == 0 and r["fp"] == 5 and r["recall"] == 0.0
+    with pytest.raises(ValueError, match="at least one labelled anomaly.*threshold_percentile"):
+        threshold_best_f1(y, s)
+    assert not _flagged(s, threshold_min_cost(y, s)).any()  # nothing to catch: flag nothing
+    only_anomalies = evaluate(np.ones(5, int), S_HAND, threshold=0.2)
+    assert only_anomalies["auroc"] is None and only_anomalies["tp"] == 3
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_scores_are_rejected(bad):
+    s = S_HAND.copy()
+    s[2] = bad
+    calls = [lambda: evaluate(Y_HAND, s), lambda: threshold_best_f1(Y_HAND, s),
+             lambda: threshold_min_cost(Y_HAND, s), lambda: threshold_percentile(s),
+             lambda: threshold_alert_budget(s, 0.1)]
+    for call in calls:
+        with pytest.raises(ValueError, match="1 NaN or infinite"):
+            call()
+
+
+def test_empty_input_is_rejected():
+    for call in [lambda: evaluate([], []), lambda: threshold_best_f1([], []),
+                 lambda: threshold_min_cost([], []), lambda: threshold_percentile([]),
+                 lambda: threshold_alert_budget([], 0.1)]:
+        with pytest.raises(ValueError, match="empty"):
+            call()
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([0, 1, 0], "same length"),
+    ([0, 2, 1, 0, 0], r"0 \(normal\) or 1 \(anomaly\), found \[2\]"),
+    ([0, -1, 1, 0, 0], r"found \[-1\]"),
+    ([0, 0.5, 1, 0, 0], r"found \[0.5\]"),
+    ([0, np.nan, 1, 0, 0], "found"),
+    (["a", "b", "a", "a", "b"], "dtype"),
+    ([[0, 1, 0, 1, 0]], "1-D"),
+])
+def test_bad_labels_are_rejected(labels, message):
+    for call in (lambda: evaluate(labels, S_HAND), lambda: threshold_best_f1(labels, S_HAND),
+                 lambda: threshold_min_cost(labels, S_HAND)):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_bad_scores_costs_and_thresholds_are_rejected():
+    with pytest.raises(ValueError, match="1-D"):
+        evaluate(Y_HAND, S_HAND.reshape(5, 1))
+    with pytest.raises(ValueError, match="cost_fn"):
+        threshold_min_cost(Y_HAND, S_HAND, cost_fn=-1)
+    with pytest.raises(ValueError, match="cost_fp"):
+        threshold_min_cost(Y_HAND, S_HAND, cost_fp="cheap")
+    with pytest.raises(ValueError, match="threshold"):
+        evaluate(Y_HAND, S_HAND, threshold=np.nan)

@@ -45,3 +45,135 @@ def test_latent_plot_subsamples_and_validates():
     assert ax.collections[0].get_offsets().shape == (1000, 2)
     with pytest.raises(ValueError):
         plot_latent_2d(codes[:, :1], np.arange(5000))
+
+
+# --------------------------------------------------------------------------- anomaly detection
+import sys  # noqa: E402
+
+from sklearn.metrics import (average_precision_score, confusion_matrix,  # noqa: E402
+                             roc_auc_score)
+
+from course_lib import plots  # noqa: E402
+from course_lib.metrics import evaluate, threshold_best_f1  # noqa: E402
+from course_lib.plots import (plot_confusion, plot_roc_pr,  # noqa: E402
+                              plot_score_histograms, threshold_explorer)
+
+
+def _scores(seed=0, n=200):
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 10 == 0).astype(int)  # 10% anomalies
+    return y, rng.normal(size=n) + 2.0 * y
+
+
+def _legend(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_score_histograms_share_bins_and_draw_the_threshold():
+    groups = {"normal": np.arange(10.0), "noise": np.arange(5.0) + 20}
+    ax = plot_score_histograms(groups, threshold=3.0, bins=6)
+    edges = np.histogram_bin_edges(np.concatenate(list(groups.values())), bins=6)
+    assert len(ax.patches) == 4  # filled + outline per group
+    for patch in ax.patches:  # every group is drawn on the same bin edges
+        np.testing.assert_allclose(np.unique(patch.get_xy()[:, 0]), edges)
+    assert ax.get_yscale() == "log"
+    assert _legend(ax) == ["normal (n=10)", "noise (n=5)", "threshold 3"]
+    assert [list(line.get_xdata()) for line in ax.get_lines()] == [[3.0, 3.0]]
+    ax2 = plot_score_histograms({"a": [1.0, 1.0, 1.0]}, log_y=False)  # equal scores: fine
+    assert ax2.get_yscale() == "linear" and not ax2.get_lines()
+
+
+def test_score_histograms_reject_bad_input():
+    with pytest.raises(ValueError, match="at least one"):
+        plot_score_histograms({})
+    with pytest.raises(ValueError, match="group 'b'.*NaN"):
+        plot_score_histograms({"a": [1.0, 2.0], "b": [1.0, np.nan]})
+    with pytest.raises(ValueError, match="empty"):
+        plot_score_histograms({"a": []})
+
+
+def test_roc_pr_legends_and_chance_lines():
+    y, s = _scores()
+    fig = plot_roc_pr(y, {"model": s, "random": np.random.default_rng(1).random(len(y))})
+    ax_roc, ax_pr = fig.axes
+    assert _legend(ax_roc)[0] == f"model (AUROC {roc_auc_score(y, s):.3f})"
+    assert _legend(ax_pr)[0] == f"model (AP {average_precision_score(y, s):.3f})"
+    assert _legend(ax_pr)[-1] == "chance (base rate 0.1)"
+    assert len(ax_roc.get_lines()) == 3 and len(ax_pr.get_lines()) == 3  # 2 models + chance
+    np.testing.assert_allclose(ax_pr.get_lines()[-1].get_ydata(), [0.1, 0.1])
+    np.testing.assert_allclose(ax_roc.get_lines()[-1].get_xydata(), [[0, 0], [1, 1]])
+    _, axes = plt.subplots(1, 2)
+    assert plot_roc_pr(y, {"m": s}, axes=axes) is axes[0].figure
+
+
+def test_roc_pr_rejects_one_class_and_mismatched_lengths():
+    y, s = _scores()
+    with pytest.raises(ValueError, match="both normal"):
+        plot_roc_pr(np.zeros(len(s), int), {"m": s})
+    with pytest.raises(ValueError, match="same length"):
+        plot_roc_pr(y, {"m": s, "short": s[:10]})
+
+
+def test_confusion_counts_follow_the_strict_convention():
+    y, s = [0, 0, 1, 1, 1], [0.1, 0.4, 0.2, 0.6, 0.7]
+    ax = plot_confusion(y, s, 0.4)  # 0.4 itself is not flagged
+    tn, fp, fn, tp = confusion_matrix(y, np.asarray(s) > 0.4).ravel()
+    assert [t.get_text() for t in ax.texts] == [str(v) for v in (tn, fp, fn, tp)]
+    assert (tn, fp, fn, tp) == (2, 0, 1, 2)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["normal", "anomaly"]
+    assert ax.get_title() == "threshold 0.4"
+    ax = plot_confusion(y, s, 0.0, labels=("genuine", "fraud"), title="all flagged")
+    assert [t.get_text() for t in ax.texts] == ["0", "2", "0", "3"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["genuine", "fraud"]
+    assert ax.get_title() == "all flagged"
+    with pytest.raises(ValueError, match="NaN"):
+        plot_confusion(y, [0.1, np.nan, 0.2, 0.3, 0.4], 0.2)
+
+
+def test_threshold_explorer_static_without_a_kernel():
+    y, s = _scores()
+    ex = threshold_explorer(y, s)
+    assert ex.slider is None and "static" in repr(ex)
+    assert ex.threshold == threshold_best_f1(y, s)  # default: the F1-best threshold
+    assert len(ex.figure.axes) == 2
+    m = evaluate(y, s, ex.threshold)
+    assert f"F1 {m['f1']:.3f}" in ex.figure._suptitle.get_text()
+    ex.update(1.0)
+    m = evaluate(y, s, 1.0)
+    assert ex.threshold == 1.0 and len(ex.figure.axes) == 2  # redrawn, not stacked
+    assert f"recall {m['recall']:.3f}" in ex.figure._suptitle.get_text()
+    texts = [t.get_text() for t in ex.figure.axes[1].texts]
+    assert texts == [str(m[k]) for k in ("tn", "fp", "fn", "tp")]
+
+
+def test_threshold_explorer_without_anomalies_uses_a_percentile():
+    s = np.linspace(0, 1, 101)
+    ex = threshold_explorer(np.zeros(101, int), s, scores_label="MSE")
+    assert ex.threshold == pytest.approx(np.percentile(s, 99))
+    assert ex.figure.axes[0].get_xlabel() == "MSE"
+
+
+def test_threshold_explorer_never_raises_without_ipywidgets(monkeypatch):
+    monkeypatch.setattr(plots, "_running_kernel", lambda: True)
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # "import ipywidgets" fails
+    y, s = _scores()
+    ex = threshold_explorer(y, s, threshold=0.5)
+    assert ex.slider is None and ex.threshold == 0.5 and ex.figure is not None
+
+
+def test_threshold_explorer_slider_moves_the_threshold(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    monkeypatch.setattr(plots, "_running_kernel", lambda: True)
+    y, s = _scores()
+    ex = threshold_explorer(y, s, threshold=0.5)
+    values = [v for _, v in ex.slider.options]
+    assert ex.slider.value == 0.5 and values == sorted(values)
+    assert min(values) == s.min() and max(values) == s.max()
+    ex.slider.value = values[len(values) // 4]
+    assert ex.threshold == values[len(values) // 4]
+    m = evaluate(y, s, ex.threshold)
+    assert f"alert rate {m['alert_rate']:.3f}" in ex.figure._suptitle.get_text()
+
+
+def test_running_kernel_is_false_in_plain_python():
+    assert plots._running_kernel() is False
