@@ -1,0 +1,352 @@
+"""Metrics for anomaly *maps*: image AUROC, pixel AUROC, PRO / AUPRO and MVTec's ratios.
+
+An anomaly map gives every pixel a score (e.g. ``1 - SSIM`` or the squared error of a
+reconstruction); a ground-truth mask marks the defective pixels.  The metrics of the MVTec AD
+papers (Bergmann et al., CVPR 2019 and IJCV 2021) judge such maps at three levels:
+
+- images: :func:`image_scores` turns each map into one score, :func:`image_auroc` ranks
+  them; :func:`largest_region_scores` and :func:`classification_ratios` give the paper's
+  Table 2 numbers (threshold set on defect-free validation images only, then the fraction
+  of good and of defective test images classified correctly);
+- pixels: :func:`pixel_auroc`, the ROC AUC over all pixels of all test images;
+- regions: :func:`pro_curve` and :func:`aupro`, the per-region overlap (PRO).  Each
+  connected defect region counts equally, however large, so one huge defect cannot hide
+  many small missed ones; the curve is integrated up to a false positive rate of 0.3 and
+  divided by 0.3, so 1 is perfect and a random map scores about 0.15.
+
+Conventions (as in :mod:`course_lib.metrics`): label 1 = defective, 0 = good; higher scores
+are more anomalous; an image is flagged iff ``score > threshold``.
+
+Taught in notebook 05.  scikit-learn and scipy are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from course_lib.metrics import _check_labels, _check_scores, threshold_percentile
+
+DEFAULT_MAX_FPR = 0.3
+
+
+# --------------------------------------------------------------------------- validation
+def _check_maps(maps, name: str = "maps") -> np.ndarray:
+    """Anomaly maps as a float64 array (N, H, W); a trailing channel axis of 1 is dropped."""
+    try:
+        arr = np.asarray(maps, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected an array of numbers of shape (N, H, W) "
+                         f"({exc}).") from exc
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 3:
+        raise ValueError(f"{name}: expected anomaly maps of shape (N, H, W) or (N, H, W, 1), "
+                         f"got shape {arr.shape}.")
+    if arr.size == 0:
+        raise ValueError(f"{name}: is empty (shape {arr.shape}).")
+    if not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name}: contains {bad} NaN or infinite value(s); anomaly maps must "
+                         f"be finite (check the model's output).")
+    return arr
+
+
+def _check_masks(masks, shape, name: str = "masks") -> np.ndarray:
+    """Ground-truth masks as a bool array of ``shape``; values must be 0/1 (or bool)."""
+    arr = np.asarray(masks)
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} and maps must have the same shape (N, H, W), got "
+                         f"{arr.shape} and {tuple(shape)}.")
+    if arr.dtype == bool:
+        return arr
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name}: expected binary masks (0/1 or bool), got dtype {arr.dtype}.")
+    bad = ~np.isin(arr, (0, 1))
+    if np.any(bad):
+        found = np.unique(arr[bad])[:5].tolist()
+        raise ValueError(f"{name}: expected binary masks of 0 (good) and 1 (defect), found "
+                         f"{found}. Threshold them first (e.g. masks > 0).")
+    return arr.astype(bool)
+
+
+def _check_max_fpr(max_fpr) -> float:
+    try:
+        v = float(max_fpr)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (np.isfinite(v) and 0.0 < v <= 1.0):
+        raise ValueError(f"max_fpr must lie in (0, 1], got {max_fpr!r}.")
+    return v
+
+
+# --------------------------------------------------------------------------- image level
+def image_scores(maps, reduction: str = "max") -> np.ndarray:
+    """One anomaly score per image from its anomaly map.
+
+    Parameters
+    ----------
+    maps : array-like of shape (N, H, W) or (N, H, W, 1)
+    reduction : {"max", "mean"}
+        ``"max"``: the most anomalous pixel (sensitive to small defects, and to noise:
+        smooth the maps first if they are noisy); ``"mean"``: the average.
+
+    Returns
+    -------
+    ndarray of shape (N,)
+
+    Taught in notebook 05.
+    """
+    m = _check_maps(maps)
+    if reduction == "max":
+        return m.max(axis=(1, 2))
+    if reduction == "mean":
+        return m.mean(axis=(1, 2))
+    raise ValueError(f"reduction must be 'max' or 'mean', got {reduction!r}.")
+
+
+def image_auroc(labels, scores) -> float:
+    """ROC AUC of image scores: the probability that a defective image outranks a good one.
+
+    Parameters
+    ----------
+    labels : array-like of shape (N,)
+        1 = defective, 0 = good; both must occur.
+    scores : array-like of shape (N,)
+        Image anomaly scores (e.g. :func:`image_scores`).
+
+    Returns
+    -------
+    float
+        scikit-learn's ``roc_auc_score``; 0.5 is chance, 1 a perfect ranking.
+
+    Taught in notebook 05.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    s = _check_scores(scores)
+    y = _check_labels(labels, len(s), "labels")
+    if y.min() == y.max():
+        raise ValueError("image_auroc needs both good (0) and defective (1) images in labels; "
+                         f"all {len(y)} are {int(y[0])}.")
+    return float(roc_auc_score(y, s))
+
+
+def largest_region_scores(maps, min_area: int = 1, connectivity: int = 2) -> np.ndarray:
+    """Per image, the highest threshold at which a defect region of ``min_area`` pixels survives.
+
+    The MVTec AD paper segments a residual map at a pixel threshold and calls the image
+    defective when some connected anomalous region is at least ``min_area`` pixels large.
+    This function returns, per image, the largest value ``t`` of its map for which the mask
+    ``map >= t`` still has a connected region of at least ``min_area`` pixels.  So an image
+    is defective at pixel threshold ``T`` exactly when its score is ``>= T``: the image-level
+    decision becomes an ordinary score and threshold, and :func:`classification_ratios`
+    applies.  With ``min_area=1`` it is the map's maximum.
+
+    Parameters
+    ----------
+    maps : array-like of shape (N, H, W) or (N, H, W, 1)
+    min_area : int
+        Smallest defect area in pixels (at the maps' resolution); at most H * W.
+    connectivity : {1, 2}
+        1: regions connect through edges (4 neighbours); 2: also corners (8 neighbours).
+
+    Returns
+    -------
+    ndarray of shape (N,)
+
+    Taught in notebook 05.
+    """
+    from scipy import ndimage
+
+    m = _check_maps(maps)
+    if not isinstance(min_area, (int, np.integer)) or isinstance(min_area, bool) or not (
+            1 <= min_area <= m.shape[1] * m.shape[2]):
+        raise ValueError(f"min_area must be an integer in [1, {m.shape[1] * m.shape[2]}] "
+                         f"(pixels of one map), got {min_area!r}.")
+    structure = _structure(connectivity)
+    out = np.empty(len(m))
+    for i, amap in enumerate(m):
+        values = np.unique(amap)  # increasing; the lowest always passes (whole image)
+
+        def big_enough(t, amap=amap):
+            labeled, n = ndimage.label(amap >= t, structure=structure)
+            return n > 0 and np.bincount(labeled.ravel())[1:].max() >= min_area
+
+        lo, hi = 0, len(values) - 1  # invariant: values[lo] passes
+        while lo < hi:  # binary search: passing is monotone (higher t, smaller regions)
+            mid = (lo + hi + 1) // 2
+            if big_enough(values[mid]):
+                lo = mid
+            else:
+                hi = mid - 1
+        out[i] = values[lo]
+    return out
+
+
+def classification_ratios(good_val_scores, test_scores, test_labels,
+                          percentile: float = 100.0) -> dict:
+    """MVTec AD's Table 2: fractions of good and of defective test images classified correctly.
+
+    The threshold comes from defect-free *validation* images only (images the model did not
+    train on and no defective image): by default the highest of their scores, so every
+    validation image is classified as good (the paper raises its threshold until this holds).
+    Then a test image is called defective iff ``score > threshold``.
+
+    Parameters
+    ----------
+    good_val_scores : array-like of shape (M,)
+        Scores of defect-free validation images.
+    test_scores : array-like of shape (N,)
+    test_labels : array-like of shape (N,)
+        1 = defective, 0 = good.
+    percentile : float
+        Percentile of ``good_val_scores`` used as the threshold (100: their maximum).
+
+    Returns
+    -------
+    dict
+        ``threshold``; ``good_correct`` (fraction of good test images with score <=
+        threshold, ``None`` if there are none) and ``defective_correct`` (fraction of
+        defective test images above it, ``None`` if none); ``n_good``, ``n_defective``.
+
+    Taught in notebook 05 (compared with the paper's Table 2).
+    """
+    t = threshold_percentile(good_val_scores, percentile)
+    s = _check_scores(test_scores, "test_scores")
+    y = _check_labels(test_labels, len(s), "test_labels")
+    flagged = s > t
+    good, bad = y == 0, y == 1
+    return {"threshold": float(t),
+            "good_correct": float(np.mean(~flagged[good])) if good.any() else None,
+            "defective_correct": float(np.mean(flagged[bad])) if bad.any() else None,
+            "n_good": int(good.sum()), "n_defective": int(bad.sum())}
+
+
+# --------------------------------------------------------------------------- pixel level
+def pixel_auroc(masks, maps) -> float:
+    """ROC AUC over all pixels of all images (scikit-learn's ``roc_auc_score``).
+
+    Parameters
+    ----------
+    masks : array-like of shape (N, H, W)
+        Ground truth, 1 (or True) = defective pixel; both classes must occur.
+    maps : array-like of shape (N, H, W)
+        Anomaly maps at the masks' resolution.
+
+    Returns
+    -------
+    float
+
+    Large defects dominate this number (it counts pixels); see :func:`aupro` for a metric
+    that weighs every defect region equally.  Taught in notebook 05.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    m = _check_maps(maps)
+    g = _check_masks(masks, m.shape)
+    n_defect = int(g.sum())
+    if n_defect == 0 or n_defect == g.size:
+        raise ValueError("pixel_auroc needs both defective and good pixels in masks; found "
+                         f"{n_defect} defective of {g.size}.")
+    return float(roc_auc_score(g.ravel(), m.ravel()))
+
+
+def _structure(connectivity: int) -> np.ndarray:
+    if connectivity not in (1, 2):
+        raise ValueError(f"connectivity must be 1 (4 neighbours) or 2 (8 neighbours), got "
+                         f"{connectivity!r}.")
+    from scipy import ndimage
+
+    return ndimage.generate_binary_structure(2, connectivity)
+
+
+def pro_curve(masks, maps, connectivity: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The exact per-region-overlap curve: PRO as a function of the pixel false positive rate.
+
+    For a threshold ``t``, the pixels with ``map > t`` are predicted defective.  Its PRO is the
+    mean, over every connected defect region of every mask (all images pooled), of the
+    fraction of that region predicted defective; its FPR is the fraction of good pixels (all
+    images, including defect-free ones) predicted defective.  Every distinct map value is a
+    threshold, as in the MVTec AD evaluation code (Bergmann et al., IJCV 2021).
+
+    Parameters
+    ----------
+    masks : array-like of shape (N, H, W)
+        Binary ground truth; needs at least one defect region and one good pixel.
+    maps : array-like of shape (N, H, W)
+    connectivity : {1, 2}
+        How region pixels connect: 2 (default, 8 neighbours, as MVTec's code) or 1.
+
+    Returns
+    -------
+    fpr, pro : ndarrays
+        Non-decreasing, from (0, 0) to (1, 1).
+
+    Taught in notebook 05.
+    """
+    from scipy import ndimage
+
+    m = _check_maps(maps)
+    g = _check_masks(masks, m.shape)
+    structure = _structure(connectivity)
+    pro_weight = np.zeros(m.shape)
+    n_regions = 0
+    for i, mask in enumerate(g):
+        labeled, n = ndimage.label(mask, structure=structure)
+        if n:
+            sizes = np.bincount(labeled.ravel())
+            weights = np.zeros(n + 1)
+            weights[1:] = 1.0 / sizes[1:]
+            pro_weight[i] = weights[labeled]
+        n_regions += n
+    n_good = int(g.size - g.sum())
+    if n_regions == 0:
+        raise ValueError("pro_curve needs at least one defect region in masks (all are empty).")
+    if n_good == 0:
+        raise ValueError("pro_curve needs good pixels in masks (every pixel is a defect).")
+    order = np.argsort(m.ravel(), kind="stable")[::-1]  # highest score first
+    scores = m.ravel()[order]
+    fpr = np.cumsum(~g.ravel()[order]) / n_good
+    pro = np.cumsum(pro_weight.ravel()[order]) / n_regions
+    last_of_ties = np.append(scores[1:] != scores[:-1], True)  # one point per threshold
+    fpr = np.concatenate([[0.0], np.clip(fpr[last_of_ties], 0.0, 1.0)])
+    pro = np.concatenate([[0.0], np.clip(pro[last_of_ties], 0.0, 1.0)])
+    return fpr, pro
+
+
+def aupro(masks, maps, max_fpr: float = DEFAULT_MAX_FPR, connectivity: int = 2) -> float:
+    """Normalised area under the PRO curve up to a false positive rate ``max_fpr`` (AUPRO).
+
+    The trapezoidal area under :func:`pro_curve` for FPR in [0, ``max_fpr``] (the curve is
+    interpolated linearly at ``max_fpr``), divided by ``max_fpr``: 1 for a map that ranks every
+    defect pixel above every good pixel, about ``max_fpr / 2`` (0.15) for a random map.
+    ``max_fpr = 0.3`` as in Bergmann et al. and anomalib; false positive rates above it would
+    mean a useless segmentation.
+
+    Parameters
+    ----------
+    masks, maps : array-like of shape (N, H, W)
+        As in :func:`pro_curve`.
+    max_fpr : float
+        Integration limit in (0, 1].
+    connectivity : {1, 2}
+        As in :func:`pro_curve`.
+
+    Returns
+    -------
+    float in [0, 1]
+
+    Taught in notebook 05.
+    """
+    limit = _check_max_fpr(max_fpr)
+    fpr, pro = pro_curve(masks, maps, connectivity=connectivity)
+    i = int(np.searchsorted(fpr, limit, side="right"))  # fpr[:i] <= limit < fpr[i]
+    x, y = fpr[:i], pro[:i]
+    if i < len(fpr):
+        x0, x1, y0, y1 = fpr[i - 1], fpr[i], pro[i - 1], pro[i]
+        x = np.append(x, limit)
+        y = np.append(y, y0 + (y1 - y0) * (limit - x0) / (x1 - x0))
+    area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
+    return area / limit
