@@ -11,7 +11,22 @@
         The last line printed is one JSON object (auroc, baseline_pca_auroc, seconds, ...).
         Taught in notebook 03.
 
-Both run offline.  ``.npz`` files hold ``x`` (uint8, (N, 28, 28)) and ``y`` (labels).
+    python -m course_lib.bench creditcard --csv FILE [--profile P] [--seed S]
+                                          [--scaling standard|quantile] [--test-fraction F]
+        Credit-card fraud: split the normal rows of FILE (Time, V1..V28, Amount, Class) into
+        train and test, fit the scaling and the tabular autoencoder on the training normals
+        only, score the test normals and every fraud, and compare with Isolation Forest and
+        PCA reconstruction on the same split.  The last line printed is one JSON object
+        (auroc, auprc, baseline_iforest_auroc, ..., seconds).  Taught in notebook 04.
+
+    python -m course_lib.bench mvtec --root DIR --category C --loss l2|ssim [--profile P] [--seed S]
+        MVTec AD layout (real MVTec AD, textures from build_texture_dataset, or your own): train
+        the convolutional autoencoder with L2 or SSIM loss on DIR/C/train/good (a fifth kept
+        apart to set the threshold), evaluate its residual maps on DIR/C/test with image AUROC,
+        pixel AUROC, AUPRO (FPR <= 0.3) and MVTec's Table 2 ratios.  The last line printed is
+        one JSON object.  Taught in notebook 05.
+
+All run offline.  ``.npz`` files hold ``x`` (uint8, (N, 28, 28)) and ``y`` (labels).
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ import platform
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +145,461 @@ def _cmd_mnist_one_class(args) -> int:
                 [r["baseline_pca_auroc"] for r in results])), 4),
             "seconds": round(sum(r["seconds"] for r in results), 1),
             "profile": results[0]["profile"], "n_test": results[0]["n_test"]}))
+    return 0
+
+
+# --------------------------------------------------------------------------- credit-card fraud
+#: Share of the normal transactions held out, together with every fraud, as the test set.
+CREDITCARD_TEST_FRACTION = 0.3
+#: Share of the training normals kept apart as validation normals: early stopping watches them,
+#: and thresholds that need no label are set on their scores.
+CREDITCARD_VALIDATION_SPLIT = 0.1
+CREDITCARD_PATIENCE = 5
+#: The PCA baseline keeps as many components as the tabular autoencoder's code (7 units).
+CREDITCARD_PCA_COMPONENTS = 7
+CREDITCARD_IFOREST_TREES = 200
+#: ``standard``: z-scores (StandardScaler); ``quantile``: a rank-based map of every feature to
+#: a standard normal shape (QuantileTransformer), which tames heavy tails such as Amount.
+CREDITCARD_SCALINGS = ("standard", "quantile")
+
+
+def creditcard_epochs(profile: Profile | str | None = None) -> int:
+    """Maximum epochs of the credit-card autoencoder (early stopping may end sooner).
+
+    Until profiles have a field of their own this is ``profile.one_class_epochs``
+    (10 fast, 40 workshop, 80 full; the seed deck trained 100).  Taught in notebook 04.
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    return int(getattr(prof, "tabular_epochs", prof.one_class_epochs))
+
+
+@dataclass
+class CreditCardSplit:
+    """A credit-card split for one-class training, scaled with training statistics only.
+
+    ``x_train``: scaled normal transactions to train on (float32, (n, 30));
+    ``x_val``: scaled validation normals (never trained on: early stopping, thresholds);
+    ``x_test``/``y_test``: the held-out normal rows and every fraud (label 1), in row order;
+    ``train_rows``/``val_rows``/``test_rows``: their positions in the frame
+    (``frame.iloc[rows]``); ``scaler``: the scikit-learn transformer fitted on the training
+    rows; ``features``: the column names; ``scaling``: its name.
+    Made by :func:`split_creditcard`; taught in notebook 04.
+    """
+
+    x_train: np.ndarray
+    x_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    test_rows: np.ndarray
+    scaler: object
+    features: tuple
+    scaling: str
+
+    def __str__(self) -> str:
+        n_fraud = int(self.y_test.sum())
+        return (f"train: {len(self.x_train):,} normal | validation: {len(self.x_val):,} normal | "
+                f"test: {len(self.y_test) - n_fraud:,} normal + {n_fraud:,} fraud | "
+                f"{len(self.features)} features, '{self.scaling}' scaling fitted on the "
+                f"training rows")
+
+
+def split_creditcard(frame, test_fraction: float = CREDITCARD_TEST_FRACTION, seed: int = 0,
+                     scaling: str = "standard") -> CreditCardSplit:
+    """Split credit-card transactions for one-class training and scale them.
+
+    A seeded ``test_fraction`` of the *normal* rows plus every fraud form the test set; of
+    the other normal rows, a ``CREDITCARD_VALIDATION_SPLIT`` share are validation normals and
+    the rest the training set.  The scaling is fitted on the training rows only (never on
+    validation or test rows, never on frauds), then applied to all three.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Columns Time, V1..V28, Amount, Class (checked by ``course_lib.data.check_creditcard_frame``).
+    test_fraction : float
+        Share of the normal rows held out for testing, in (0, 1).
+    seed : int
+        Seed of the split: the same seed always gives the same rows.
+    scaling : {"standard", "quantile"}
+        See ``CREDITCARD_SCALINGS``.
+
+    Returns
+    -------
+    CreditCardSplit
+
+    Taught in notebook 04; used by ``python -m course_lib.bench creditcard``.
+    """
+    from course_lib.data import CREDITCARD_FEATURES, DataError, check_creditcard_frame
+
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}.")
+    if scaling not in CREDITCARD_SCALINGS:
+        raise ValueError(f"scaling must be one of {CREDITCARD_SCALINGS}, got {scaling!r}.")
+    frame = check_creditcard_frame(frame)
+    labels = frame["Class"].to_numpy()
+    normal, fraud = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    if len(fraud) == 0:
+        raise DataError("the data holds no frauds (Class 1): they are needed to evaluate the "
+                        "detector (training uses normal rows only).")
+    n_test = int(round(test_fraction * len(normal)))
+    n_val = int(round(CREDITCARD_VALIDATION_SPLIT * (len(normal) - n_test)))
+    if n_test < 1 or n_val < 2 or len(normal) - n_test - n_val < 20:
+        raise DataError(f"only {len(normal)} normal rows: too few to train on (at least 20), "
+                        f"validate and test with test_fraction={test_fraction}.")
+    perm = np.random.default_rng(seed).permutation(normal)
+    test_rows = np.sort(np.concatenate([perm[:n_test], fraud]))
+    val_rows = np.sort(perm[n_test:n_test + n_val])
+    train_rows = np.sort(perm[n_test + n_val:])
+    features = tuple(CREDITCARD_FEATURES)
+    x = frame.loc[:, list(features)].to_numpy(dtype=np.float64)
+    if scaling == "standard":
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler()
+    else:
+        from sklearn.preprocessing import QuantileTransformer
+
+        scaler = QuantileTransformer(output_distribution="normal", random_state=seed,
+                                     n_quantiles=min(1000, len(train_rows)))
+    scaler.fit(x[train_rows])
+
+    def scaled(rows):
+        return scaler.transform(x[rows]).astype(np.float32)
+
+    return CreditCardSplit(
+        x_train=scaled(train_rows), x_val=scaled(val_rows), x_test=scaled(test_rows),
+        y_test=labels[test_rows].astype(np.int64), train_rows=train_rows, val_rows=val_rows,
+        test_rows=test_rows, scaler=scaler, features=features, scaling=scaling)
+
+
+def train_tabular_autoencoder(x_train, x_val, profile: Profile | str | None = None,
+                              seed: int = 0, epochs: int | None = None, **build_kwargs):
+    """Train the seed's credit-card autoencoder on (scaled) normal transactions only.
+
+    ``build_tabular_autoencoder(input_dim, **build_kwargs)`` (MSE, Adam); at most
+    :func:`creditcard_epochs` epochs (or ``epochs``), batch size ``profile.batch_size``, seeded,
+    silent; early stopping (patience ``CREDITCARD_PATIENCE``, best weights restored) watches
+    the loss on the validation normals ``x_val``.  Returns ``(autoencoder, history)``.
+    Taught in notebook 04.
+    """
+    import keras
+
+    from course_lib.config import set_seed
+    from course_lib.models import build_tabular_autoencoder
+
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    x = np.asarray(x_train, dtype=np.float32)
+    xv = np.asarray(x_val, dtype=np.float32)
+    if x.ndim != 2 or len(x) < 20 or not np.all(np.isfinite(x)):
+        raise ValueError(f"x_train must be a finite 2-D array with at least 20 rows, got shape "
+                         f"{x.shape}.")
+    if xv.ndim != 2 or xv.shape[1] != x.shape[1] or len(xv) == 0 or not np.all(np.isfinite(xv)):
+        raise ValueError(f"x_val must be a finite 2-D array with {x.shape[1]} columns, got "
+                         f"shape {xv.shape}.")
+    set_seed(seed)
+    autoencoder, _, _ = build_tabular_autoencoder(input_dim=x.shape[1], **build_kwargs)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=CREDITCARD_PATIENCE,
+                                         restore_best_weights=True)
+    history = autoencoder.fit(x, x, epochs=creditcard_epochs(prof) if epochs is None else epochs,
+                              batch_size=prof.batch_size, shuffle=True,
+                              validation_data=(xv, xv), callbacks=[stop], verbose=0)
+    return autoencoder, history
+
+
+def creditcard_baselines(split: CreditCardSplit, seed: int = 0) -> dict:
+    """Scores of the two classic baselines on the same split (higher = more anomalous).
+
+    ``"Isolation Forest"``: scikit-learn's ``IsolationForest`` (``CREDITCARD_IFOREST_TREES``
+    trees) fitted on the training normals, score = minus its ``score_samples``;
+    ``"PCA reconstruction"``: :class:`course_lib.baselines.PCAReconstruction` with
+    ``CREDITCARD_PCA_COMPONENTS`` components.  Taught in notebook 04.
+    """
+    from sklearn.ensemble import IsolationForest
+
+    from course_lib.baselines import PCAReconstruction
+
+    forest = IsolationForest(n_estimators=CREDITCARD_IFOREST_TREES, random_state=seed)
+    forest.fit(split.x_train)
+    pca = PCAReconstruction(n_components=CREDITCARD_PCA_COMPONENTS, random_state=seed)
+    pca.fit(split.x_train)
+    return {"Isolation Forest": -forest.score_samples(split.x_test),
+            "PCA reconstruction": pca.score_samples(split.x_test)}
+
+
+def creditcard_one_class(frame, profile: Profile | str | None = None, seed: int = 0,
+                         test_fraction: float = CREDITCARD_TEST_FRACTION,
+                         scaling: str = "standard") -> dict:
+    """The whole credit-card experiment: split, scale, train on normals, score, compare.
+
+    Returns a dict with ``auroc`` and ``auprc`` (autoencoder; fraud = positive class),
+    ``baseline_iforest_auroc``, ``baseline_iforest_auprc``, ``baseline_pca_auroc``,
+    ``baseline_pca_auprc``, ``n_train`` (training normals), ``n_val`` (validation normals),
+    ``n_test`` (test rows), ``n_test_normal``, ``n_fraud``, ``fraud_share_test``, ``epochs``
+    (run), ``seconds``, ``profile``, ``seed``, ``scaling``.  The baselines are fitted on the
+    same training normals.  Taught in notebook 04.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from course_lib.metrics import anomaly_scores
+
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    start = time.perf_counter()
+    split = split_creditcard(frame, test_fraction=test_fraction, seed=seed, scaling=scaling)
+    autoencoder, history = train_tabular_autoencoder(split.x_train, split.x_val, prof, seed=seed)
+    scores = {"autoencoder": anomaly_scores(autoencoder, split.x_test)}
+    scores.update(creditcard_baselines(split, seed=seed))
+    y = split.y_test
+
+    def metric(fn, name):
+        return round(float(fn(y, scores[name])), 4)
+
+    n_fraud = int(y.sum())
+    return {
+        "auroc": metric(roc_auc_score, "autoencoder"),
+        "auprc": metric(average_precision_score, "autoencoder"),
+        "baseline_iforest_auroc": metric(roc_auc_score, "Isolation Forest"),
+        "baseline_iforest_auprc": metric(average_precision_score, "Isolation Forest"),
+        "baseline_pca_auroc": metric(roc_auc_score, "PCA reconstruction"),
+        "baseline_pca_auprc": metric(average_precision_score, "PCA reconstruction"),
+        "n_train": int(len(split.x_train)),
+        "n_val": int(len(split.x_val)),
+        "n_test": int(len(y)),
+        "n_test_normal": int(len(y) - n_fraud),
+        "n_fraud": n_fraud,
+        "fraud_share_test": round(n_fraud / len(y), 4),
+        "epochs": len(history.history["loss"]),
+        "seconds": round(time.perf_counter() - start, 1),
+        "profile": prof.name,
+        "seed": int(seed),
+        "scaling": scaling,
+    }
+
+
+def _cmd_creditcard(args) -> int:
+    from course_lib.data import read_creditcard_csv
+
+    frame = read_creditcard_csv(args.csv)
+    result = creditcard_one_class(frame, profile=args.profile, seed=args.seed,
+                                  test_fraction=args.test_fraction, scaling=args.scaling)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- mvtec: L2 vs SSIM
+#: Reconstruction losses of notebook 05: squared error ("l2") or 1 - SSIM ("ssim").
+MVTEC_LOSSES = ("l2", "ssim")
+#: The convolutional autoencoder of notebook 05, in the style of Bergmann et al. (CVPR 2019):
+#: three Conv2D + MaxPooling2D stages (64 -> 8 pixels) and a dense code of 100 numbers (the
+#: paper's latent size), mirrored by the decoder.
+MVTEC_FILTERS = (16, 32, 32)
+MVTEC_CODE_SIZE = 100
+MVTEC_LEARNING_RATE = 2e-3
+#: Share of the defect-free training images kept apart (never trained on) to set the threshold.
+MVTEC_VALIDATION_FRACTION = 0.2
+
+
+def _check_mvtec_loss(loss: str) -> str:
+    if loss not in MVTEC_LOSSES:
+        raise ValueError(f"loss must be one of {MVTEC_LOSSES}, got {loss!r}.")
+    return loss
+
+
+def _check_gray_batch(x, name: str = "x") -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 3 or len(arr) == 0:
+        raise ValueError(f"{name}: expected grayscale images of shape (N, H, W), got shape "
+                         f"{arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains NaN or infinite values.")
+    return arr
+
+
+def build_mvtec_autoencoder(image_shape=(64, 64), loss: str = "l2"):
+    """Notebook 05's convolutional autoencoder for grayscale images, compiled with ``loss``.
+
+    ``build_conv_autoencoder`` with ``MVTEC_FILTERS`` and a dense code of ``MVTEC_CODE_SIZE``;
+    ``loss="l2"``: mean squared error, ``"ssim"``: ``course_lib.losses.ssim_loss``
+    (1 - SSIM, 11 x 11 Gaussian window).  Height and width must be multiples of 8.
+    Returns ``(autoencoder, encoder, decoder)``.  Taught in notebook 05.
+    """
+    from course_lib.losses import ssim_loss
+    from course_lib.models import build_conv_autoencoder
+
+    loss_fn = "mse" if _check_mvtec_loss(loss) == "l2" else ssim_loss
+    h, w = (int(s) for s in image_shape)
+    return build_conv_autoencoder((h, w, 1), filters=MVTEC_FILTERS, code_size=MVTEC_CODE_SIZE,
+                                  loss=loss_fn, learning_rate=MVTEC_LEARNING_RATE)
+
+
+def augment_dihedral(x, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` training samples: random images of ``x`` (N, H, W), each randomly flipped and
+    turned by a multiple of 90 degrees (square images).  Textures look the same either way,
+    so this multiplies the defect-free data.  Taught in notebook 05.
+    """
+    x = _check_gray_batch(x)
+    if x.shape[1] != x.shape[2]:
+        raise ValueError(f"augment_dihedral needs square images, got {x.shape[1:]}.")
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}.")
+    rng = np.random.default_rng(seed)
+    out = np.empty((n,) + x.shape[1:], dtype=np.float32)
+    for i, j in enumerate(rng.integers(0, len(x), n)):
+        img = np.rot90(x[j], k=int(rng.integers(4)))
+        out[i] = img[:, ::-1] if rng.integers(2) else img
+    return out
+
+
+def split_good_images(x_good, fraction: float = MVTEC_VALIDATION_FRACTION, seed: int = 0):
+    """Split defect-free images into (to train on, validation): a seeded ``fraction`` (at least
+    two images) is kept apart to set the threshold.  Taught in notebook 05.
+    """
+    x = _check_gray_batch(x_good, "x_good")
+    n_val = max(2, int(round(float(fraction) * len(x))))
+    if len(x) - n_val < 2:
+        raise ValueError(f"only {len(x)} defect-free images: need at least 4 (2 to train on, "
+                         f"2 to set the threshold).")
+    order = np.random.default_rng(seed).permutation(len(x))
+    return x[np.sort(order[n_val:])], x[np.sort(order[:n_val])]
+
+
+def train_mvtec_autoencoder(x_good, loss: str = "l2", profile: Profile | str | None = None,
+                            seed: int = 0, epochs: int | None = None):
+    """Train notebook 05's autoencoder on defect-free images only, with L2 or SSIM loss.
+
+    ``profile.mvtec_samples`` flipped / rotated samples (:func:`augment_dihedral`) of
+    ``x_good`` (N, H, W) in [0, 1], ``profile.mvtec_epochs`` epochs (or ``epochs``), batch
+    ``profile.batch_size``, seeded, silent.  Returns ``(autoencoder, history)``.
+    Taught in notebook 05.
+    """
+    from course_lib.config import set_seed
+
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    x = _check_gray_batch(x_good, "x_good")
+    set_seed(seed)
+    autoencoder, _, _ = build_mvtec_autoencoder(x.shape[1:], loss)
+    samples = augment_dihedral(x, prof.mvtec_samples, seed=seed)[..., None]
+    history = autoencoder.fit(samples, samples, epochs=prof.mvtec_epochs if epochs is None
+                              else epochs, batch_size=prof.batch_size, shuffle=True, verbose=0)
+    return autoencoder, history
+
+
+def residual_maps(autoencoder, x, loss: str = "l2", batch_size: int = 64) -> np.ndarray:
+    """Anomaly maps (N, H, W) of images ``x`` from their reconstructions.
+
+    ``loss="l2"``: the squared error ``(x - x_hat)**2`` per pixel; ``"ssim"``:
+    ``1 - SSIM`` per pixel (``course_lib.losses.ssim_residual_map``, 11 x 11 window).
+    Taught in notebook 05.
+    """
+    from course_lib.losses import ssim_residual_map
+
+    _check_mvtec_loss(loss)
+    x = _check_gray_batch(x)
+    recon = autoencoder.predict(x[..., None], batch_size=batch_size, verbose=0)[..., 0]
+    if loss == "l2":
+        return ((x - recon) ** 2).astype(np.float32)
+    return ssim_residual_map(x, recon, batch_size=batch_size)
+
+
+def evaluate_anomaly_maps(val_maps, test_maps, y_test, masks_test,
+                          max_fpr: float = 0.3) -> dict:
+    """MVTec-style evaluation of anomaly maps, the same for every model.
+
+    Image score = the map's maximum (``image_scores``); ``image_auroc``; ``pixel_auroc``;
+    ``aupro`` up to ``max_fpr``; ``good_correct`` / ``defect_correct``: MVTec AD's Table 2
+    ratios with the threshold = the highest score of the defect-free *validation* maps
+    ``val_maps`` (``classification_ratios``).  All rounded to 4 digits.  Taught in notebook 05.
+    """
+    from course_lib.pixel_metrics import (aupro, classification_ratios, image_auroc,
+                                          image_scores, pixel_auroc)
+
+    test_scores = image_scores(test_maps)
+    ratios = classification_ratios(image_scores(val_maps), test_scores, y_test)
+
+    def r4(v):
+        return None if v is None else round(float(v), 4)
+
+    return {"image_auroc": r4(image_auroc(y_test, test_scores)),
+            "pixel_auroc": r4(pixel_auroc(masks_test, test_maps)),
+            "aupro": r4(aupro(masks_test, test_maps, max_fpr=max_fpr)),
+            "good_correct": r4(ratios["good_correct"]),
+            "defect_correct": r4(ratios["defective_correct"]),
+            "threshold": float(ratios["threshold"])}
+
+
+def mvtec_baseline_maps(x_fit, x_val, x_test, seed: int = 0) -> dict:
+    """Anomaly maps of the two classic baselines, fitted on the same defect-free images.
+
+    Returns ``{name: (val_maps, test_maps)}`` for ``"variation model"``
+    (``course_lib.baselines.VariationModel``) and ``"texture inspection"``
+    (``course_lib.baselines.TextureInspection``, a Gaussian mixture of 8 x 8 patches).
+    Taught in notebook 05.
+    """
+    from course_lib.baselines import TextureInspection, VariationModel
+
+    out = {}
+    for name, model in (("variation model", VariationModel()),
+                        ("texture inspection", TextureInspection(max_patches=5000,
+                                                              random_state=seed))):
+        model.fit(x_fit)
+        out[name] = (model.anomaly_map(x_val), model.anomaly_map(x_test))
+    return out
+
+
+def mvtec_experiment(data, loss: str = "l2", profile: Profile | str | None = None,
+                     seed: int = 0, return_details: bool = False):
+    """Train an L2 or SSIM autoencoder on one MVTec-style category and evaluate its maps.
+
+    Parameters
+    ----------
+    data : course_lib.mvtec.MVTecData
+        From ``load_textures``, ``load_mvtec`` or ``load_mvtec_folder``.
+    loss : {"l2", "ssim"}
+    profile : Profile or str, optional
+    seed : int
+    return_details : bool
+        Also return ``{"autoencoder", "history", "x_fit", "x_val", "val_maps", "test_maps"}``.
+
+    Returns
+    -------
+    dict (or (dict, details))
+        ``image_auroc``, ``pixel_auroc``, ``aupro``, ``good_correct``, ``defect_correct``,
+        ``threshold`` (see :func:`evaluate_anomaly_maps`), ``n_train`` (images trained on),
+        ``n_val``, ``n_test``, ``n_defective``, ``image_size``, ``epochs``, ``samples``,
+        ``loss``, ``category``, ``seconds``, ``profile``, ``seed``.
+
+    Taught in notebook 05; used by ``python -m course_lib.bench mvtec``.
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    _check_mvtec_loss(loss)
+    start = time.perf_counter()
+    x_fit, x_val = split_good_images(data.x_train, seed=seed)
+    autoencoder, history = train_mvtec_autoencoder(x_fit, loss, prof, seed=seed)
+    val_maps = residual_maps(autoencoder, x_val, loss)
+    test_maps = residual_maps(autoencoder, data.x_test, loss)
+    result = evaluate_anomaly_maps(val_maps, test_maps, data.y_test, data.masks_test)
+    result.update({
+        "n_train": int(len(x_fit)), "n_val": int(len(x_val)), "n_test": int(len(data.x_test)),
+        "n_defective": int(np.sum(data.y_test)), "image_size": int(data.x_test.shape[1]),
+        "epochs": len(history.history["loss"]), "samples": prof.mvtec_samples, "loss": loss,
+        "category": data.category, "seconds": round(time.perf_counter() - start, 1),
+        "profile": prof.name, "seed": int(seed)})
+    if return_details:
+        return result, {"autoencoder": autoencoder, "history": history, "x_fit": x_fit,
+                        "x_val": x_val, "val_maps": val_maps, "test_maps": test_maps}
+    return result
+
+
+def _cmd_mvtec(args) -> int:
+    from course_lib.mvtec import load_mvtec_folder
+
+    prof = get_profile(args.profile)
+    data = load_mvtec_folder(args.root, args.category, size=prof.mvtec_size, verbose=False)
+    result = mvtec_experiment(data, loss=args.loss, profile=prof, seed=args.seed)
+    print(json.dumps(result), flush=True)
     return 0
 
 
@@ -247,6 +718,24 @@ def main(argv=None) -> int:
     oc.add_argument("--profile", default=None, help="fast | workshop | full")
     oc.add_argument("--seed", default=0, type=int)
     oc.set_defaults(func=_cmd_mnist_one_class)
+
+    cc = sub.add_parser("creditcard", help="credit-card fraud: AE vs Isolation Forest and PCA")
+    cc.add_argument("--csv", required=True,
+                    help="CSV (or .csv.gz) with Time, V1..V28, Amount, Class")
+    cc.add_argument("--profile", default=None, help="fast | workshop | full (epochs, batch)")
+    cc.add_argument("--seed", default=0, type=int)
+    cc.add_argument("--scaling", default="standard", choices=CREDITCARD_SCALINGS)
+    cc.add_argument("--test-fraction", default=CREDITCARD_TEST_FRACTION, type=float,
+                    help="share of the normal rows held out for testing (default %(default)s)")
+    cc.set_defaults(func=_cmd_creditcard)
+
+    mv = sub.add_parser("mvtec", help="MVTec-style category: L2 or SSIM autoencoder, pixel metrics")
+    mv.add_argument("--root", required=True, help="folder holding <category>/train/good, test/...")
+    mv.add_argument("--category", required=True, help="e.g. carpet, or brick for built textures")
+    mv.add_argument("--loss", default="l2", choices=MVTEC_LOSSES)
+    mv.add_argument("--profile", default=None, help="fast | workshop | full (size, epochs)")
+    mv.add_argument("--seed", default=0, type=int)
+    mv.set_defaults(func=_cmd_mvtec)
 
     args = parser.parse_args(argv)
     try:

@@ -10,6 +10,10 @@ Every loader says which source it used, so a notebook can state it plainly:
 
 The choice between online and embedded follows :func:`course_lib.config.data_mode`
 (environment variable ``COURSE_DATA``).  Taught in notebook 01.
+
+Credit-card fraud (notebook 04) works the same way with :func:`load_creditcard`: the full
+ULB data downloaded from ``CREDITCARD_URL`` (online), a real sample of it shipped in
+``data/creditcard_sample.csv.gz`` (embedded, ODbL) or your own CSV (file).
 """
 
 from __future__ import annotations
@@ -218,20 +222,38 @@ def _keras_mnist_cache() -> Path:
     return base / "datasets" / "mnist.npz"
 
 
+MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"  # Keras' own
+
+
 def _download_keras_mnist() -> tuple[np.ndarray, ...]:
-    """Keras' own MNIST download, with short timeouts so a dead network fails fast."""
-    if not _keras_mnist_cache().is_file():
+    """Keras' MNIST file, downloaded atomically into Keras' cache, with short timeouts.
+
+    ``keras.utils.get_file`` fetches into a temporary folder next to the cache and checks the
+    sha256 that Keras itself uses; only a verified file is renamed into
+    ``~/.keras/datasets/mnist.npz``, so a failed or interrupted download leaves nothing behind.
+    """
+    import tempfile
+
+    cache = _keras_mnist_cache()
+    if not cache.is_file():
         with socket.create_connection(MNIST_HOST, timeout=CONNECT_TIMEOUT_S):
             pass  # the host answers: go ahead
-    import keras
+        import keras
 
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-    finally:
-        socket.setdefaulttimeout(old)
-    return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+        try:
+            with tempfile.TemporaryDirectory(dir=cache.parent, prefix=".mnist-") as tmp:
+                path = keras.utils.get_file("mnist.npz", origin=MNIST_URL, file_hash=MNIST_SHA256,
+                                            cache_dir=tmp, cache_subdir=".")
+                os.replace(path, cache)
+        finally:
+            socket.setdefaulttimeout(old)
+    arrays = _read_npz(cache, "Cached MNIST", f"Delete {cache} and run again to download it anew.")
+    return (check_images(arrays["x_train"], "MNIST x_train"), arrays["y_train"].astype(np.int64),
+            check_images(arrays["x_test"], "MNIST x_test"), arrays["y_test"].astype(np.int64))
 
 
 def _subsample(x, y, n, seed):
@@ -300,6 +322,347 @@ def load_mnist(source: str | None = None, path=None, profile: Profile | str | No
     x_train, y_train = _subsample(arrays[0], arrays[1], n_train, seed)
     x_test, y_test = _subsample(arrays[2], arrays[3], n_test, seed + 1)
     data = ImageData(x_train, y_train, x_test, y_test, src, detail)
+    if verbose:
+        print(note + str(data))
+    return data
+
+
+# =========================================================================== credit-card fraud
+# Notebook 04.  The ULB Machine Learning Group's credit-card transactions (Kaggle
+# "creditcardfraud", ODbL 1.0): Time, V1..V28 (PCA components), Amount, Class (1 = fraud).
+
+#: The public copy of the full CSV (used by the TensorFlow "imbalanced data" tutorial).
+CREDITCARD_URL = "https://storage.googleapis.com/download.tensorflow.org/data/creditcard.csv"
+#: sha256 of the file at ``CREDITCARD_URL``.  ``None``: no published checksum could be reached,
+#: so a download is verified by its *content* (columns, row and fraud counts) instead.  Put the
+#: digest here once it is known and it will be checked as well.
+CREDITCARD_SHA256: str | None = None
+CREDITCARD_CACHE_NAME = "creditcard.csv"
+CREDITCARD_SAMPLE = "creditcard_sample.csv.gz"
+CREDITCARD_SAMPLE_SHA256 = "95119525e4cdcf4f1eb1b3e2cb621da217231cb84874e1132bf5937837a37464"
+CREDITCARD_COLUMNS = ("Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class")
+#: The 30 model inputs (every column but ``Class``).
+CREDITCARD_FEATURES = CREDITCARD_COLUMNS[:-1]
+CREDITCARD_ROWS = 284_807      # the full data: two days of September 2013 ...
+CREDITCARD_FRAUDS = 492        # ... of which 0.172% are frauds
+CREDITCARD_DAYS = 2
+_CREDITCARD_FORMAT = ("expected a CSV with a header row and the 31 columns Time, V1, ..., V28, "
+                      "Amount, Class (Class: 0 = normal, 1 = fraud), as in the Kaggle file "
+                      "creditcard.csv")
+
+
+@dataclass
+class TabularData:
+    """Credit-card transactions and where they came from (see :func:`load_creditcard`).
+
+    ``frame`` is a pandas DataFrame with the columns ``CREDITCARD_COLUMNS`` (features float64,
+    ``Class`` int64: 1 = fraud); ``source`` is ``"online"``, ``"embedded"`` or ``"file"``;
+    ``detail`` says more.  Taught in notebook 04.
+    """
+
+    frame: "pandas.DataFrame"  # noqa: F821 - pandas is imported lazily
+    source: str
+    detail: str
+
+    @property
+    def n_fraud(self) -> int:
+        """Number of fraudulent transactions (``Class == 1``)."""
+        return int(self.frame["Class"].sum())
+
+    @property
+    def fraud_rate(self) -> float:
+        """Share of frauds among all transactions (0.00172 in the full data)."""
+        return self.n_fraud / max(1, len(self.frame))
+
+    def __str__(self) -> str:
+        return (f"Data source: {self.source} | {self.detail} | {len(self.frame):,} transactions, "
+                f"{self.n_fraud:,} frauds ({self.fraud_rate:.2%})")
+
+
+def check_creditcard_frame(frame, name: str = "data"):
+    """Validate credit-card transactions and return a clean copy in the canonical form.
+
+    Accepts a pandas DataFrame with the columns Time, V1..V28, Amount, Class in any order, plus
+    at most one extra *leading* column (an index written by ``to_csv``), which is dropped.
+    Rejects missing or unknown columns, non-numeric values, NaN or infinite values, ``Class``
+    values other than 0/1 and data without normal rows, with a :class:`DataError` that names
+    the problem and says what to do.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns in the order of ``CREDITCARD_COLUMNS``: features float64, ``Class`` int64;
+        a fresh ``RangeIndex``.
+
+    Used by :func:`load_creditcard` and ``python -m course_lib.bench creditcard``;
+    taught in notebook 04.
+    """
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"{name}: expected a pandas DataFrame, got {type(frame).__name__}.")
+    expected = list(CREDITCARD_COLUMNS)
+    cols = [str(c).strip() for c in frame.columns]
+    frame = frame.set_axis(cols, axis=1)
+    if len(cols) == len(expected) + 1 and cols[0] not in expected and set(cols[1:]) == set(expected):
+        frame = frame.iloc[:, 1:]  # a leading index column, as written by DataFrame.to_csv
+        cols = cols[1:]
+    if len(set(cols)) != len(cols):
+        dup = sorted({c for c in cols if cols.count(c) > 1})
+        raise DataError(f"{name}: duplicated column(s) {dup}; {_CREDITCARD_FORMAT}.")
+    missing = [c for c in expected if c not in cols]
+    if missing:
+        raise DataError(f"{name}: missing column(s) {missing}; found {cols[:8]}"
+                        f"{' ...' if len(cols) > 8 else ''}. {_CREDITCARD_FORMAT[0].upper()}"
+                        f"{_CREDITCARD_FORMAT[1:]}.")
+    extra = [c for c in cols if c not in expected]
+    if extra:
+        raise DataError(f"{name}: unexpected column(s) {extra}; drop them (only one extra "
+                        f"leading index column is tolerated). {_CREDITCARD_FORMAT[0].upper()}"
+                        f"{_CREDITCARD_FORMAT[1:]}.")
+    if len(frame) == 0:
+        raise DataError(f"{name}: holds no rows; {_CREDITCARD_FORMAT}.")
+    out = {}
+    for col in expected:
+        values = frame[col]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            numeric = pd.to_numeric(values, errors="coerce")
+            bad = numeric.isna() & values.notna()
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataError(f"{name}: column {col!r} holds non-numeric values, e.g. "
+                                f"{values.iloc[row]!r} in data row {row} (counting from 0). "
+                                f"Every column must hold numbers; fix or drop those rows.")
+            values = numeric
+        arr = values.to_numpy(dtype=np.float64)
+        finite = np.isfinite(arr)
+        if not finite.all():
+            rows = np.flatnonzero(~finite)
+            raise DataError(f"{name}: column {col!r} has {len(rows)} missing (NaN) or infinite "
+                            f"value(s), first in data row {int(rows[0])} (counting from 0). Fill "
+                            f"or drop those rows first (e.g. frame.dropna()).")
+        out[col] = arr
+    labels = out["Class"]
+    odd = np.unique(labels[(labels != 0) & (labels != 1)])
+    if len(odd):
+        found = [int(v) if float(v).is_integer() else float(v) for v in odd[:5]]
+        raise DataError(f"{name}: column 'Class' must be 0 (normal) or 1 (fraud), found "
+                        f"{found}. Recode the labels to 0/1.")
+    if not (labels == 0).any():
+        raise DataError(f"{name}: no normal transactions (Class 0). The autoencoder learns from "
+                        f"normal rows only, so the data must contain some.")
+    clean = pd.DataFrame(out, columns=expected)
+    clean["Class"] = labels.astype(np.int64)
+    return clean
+
+
+def read_creditcard_csv(path, name: str | None = None):
+    """Read and validate a credit-card CSV (``.csv`` or ``.csv.gz``); see ``check_creditcard_frame``.
+
+    Errors name the file and say what was expected.  Used by ``load_creditcard(path=...)`` and
+    ``python -m course_lib.bench creditcard --csv FILE``; taught in notebook 04.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    name = name or str(path)
+    if not path.is_file():
+        raise DataError(f"Credit-card file {path} not found; {_CREDITCARD_FORMAT}.")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
+            EOFError, ValueError) as exc:
+        raise DataError(f"{name} could not be read as a CSV file ({type(exc).__name__}: {exc}); "
+                        f"{_CREDITCARD_FORMAT}.") from exc
+    return check_creditcard_frame(frame, name=name)
+
+
+def _load_creditcard_embedded():
+    path = data_dir() / CREDITCARD_SAMPLE
+    fix = (f"Restore it with `git checkout -- data/{CREDITCARD_SAMPLE}` (or re-clone the course); "
+           f"see data/README.md.")
+    if not path.is_file():
+        raise DataError(f"Embedded credit-card sample not found at {path}. {fix}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != CREDITCARD_SAMPLE_SHA256:
+        raise DataError(f"Embedded credit-card sample {path} is corrupted (sha256 {digest[:12]}... "
+                        f"differs from the expected {CREDITCARD_SAMPLE_SHA256[:12]}...). {fix}")
+    return read_creditcard_csv(path, name=f"embedded sample {path.name}")
+
+
+def creditcard_cache_path() -> Path:
+    """Where the downloaded full CSV is cached: ``$KERAS_HOME/datasets/creditcard.csv``
+    (default ``~/.keras/datasets``, next to Keras' MNIST)."""
+    return _keras_mnist_cache().parent / CREDITCARD_CACHE_NAME
+
+
+def _http_download(url: str, target: Path) -> None:
+    """Stream ``url`` into ``target`` with a progress bar (pooch; short timeouts)."""
+    import pooch
+
+    downloader = pooch.HTTPDownloader(progressbar=True, chunk_size=2 ** 20,
+                                      timeout=(CONNECT_TIMEOUT_S, DOWNLOAD_TIMEOUT_S))
+    downloader(url, str(target), None)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2 ** 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_full_creditcard(path: Path, what: str):
+    """Check that ``path`` is the full dataset; return it as a clean DataFrame."""
+    if CREDITCARD_SHA256 is not None:
+        digest = _sha256_file(path)
+        if digest != CREDITCARD_SHA256:
+            raise DataError(f"{what}: sha256 {digest[:12]}... differs from the expected "
+                            f"{CREDITCARD_SHA256[:12]}...")
+    import pandas as pd
+
+    header = list(pd.read_csv(path, nrows=0).columns)
+    if header != list(CREDITCARD_COLUMNS):
+        raise DataError(f"{what}: columns {header[:5]}... are not exactly "
+                        f"{list(CREDITCARD_COLUMNS[:5])}...")
+    frame = read_creditcard_csv(path, name=what)
+    n_fraud = int(frame["Class"].sum())
+    if len(frame) != CREDITCARD_ROWS or n_fraud != CREDITCARD_FRAUDS:
+        raise DataError(f"{what}: {len(frame):,} rows with {n_fraud:,} frauds, expected "
+                        f"{CREDITCARD_ROWS:,} rows with {CREDITCARD_FRAUDS} frauds (a truncated "
+                        f"or different file).")
+    return frame
+
+
+def _fetch_creditcard():
+    """The full dataset from the cache, or downloaded into it first; returns a clean DataFrame.
+
+    The download goes to a temporary file next to the cache entry, is verified, and only then
+    renamed into place (atomic), so an interrupted or wrong download never leaves a file in the
+    cache.  A dead network fails within ``CONNECT_TIMEOUT_S`` seconds.
+    """
+    from urllib.parse import urlsplit
+
+    target = creditcard_cache_path()
+    if target.is_file():
+        try:
+            return _verify_full_creditcard(target, f"cached copy {target}")
+        except DataError as exc:
+            raise DataError(f"{exc} Delete {target} and run again to download a fresh copy.") from exc
+    parts = urlsplit(CREDITCARD_URL)
+    with socket.create_connection((parts.hostname, parts.port or 443), timeout=CONNECT_TIMEOUT_S):
+        pass  # the host answers: go ahead
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        _http_download(CREDITCARD_URL, tmp)
+        frame = _verify_full_creditcard(tmp, f"download of {CREDITCARD_URL}")
+        os.replace(tmp, target)
+    finally:  # also on KeyboardInterrupt: never leave a half file behind
+        if tmp.exists():
+            tmp.unlink()
+    return frame
+
+
+def _cap_normal_rows(frame, max_normal: int | None, seed: int):
+    """Keep every fraud and at most ``max_normal`` normal rows (seeded), in the original order."""
+    labels = frame["Class"].to_numpy()
+    normal = np.flatnonzero(labels == 0)
+    if max_normal is None or len(normal) <= max_normal:
+        return frame, False
+    keep_normal = np.random.default_rng(seed).choice(normal, size=max_normal, replace=False)
+    keep = np.sort(np.concatenate([keep_normal, np.flatnonzero(labels == 1)]))
+    return frame.iloc[keep].reset_index(drop=True), True
+
+
+def creditcard_max_normal(profile: Profile | str | None = None) -> int | None:
+    """How many normal transactions a profile uses at most (``None``: all).
+
+    Derived from the profile's MNIST sizes until the profile has a field of its own:
+    ``2 * (n_train + n_test)``, i.e. 5,000 (fast), 20,000 (workshop), all (full).  The embedded
+    sample (3,102 normal rows) is always used whole.  Taught in notebook 04.
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    if prof.n_train is None or prof.n_test is None:
+        return None
+    return 2 * (prof.n_train + prof.n_test)
+
+
+def load_creditcard(source: str | None = None, path=None, profile: Profile | str | None = None,
+                    verbose: bool = True, seed: int = 0) -> TabularData:
+    """Load the credit-card fraud data: full download, embedded real sample or your CSV.
+
+    Parameters
+    ----------
+    source : {"auto", "online", "offline"}, optional
+        Default: the ``COURSE_DATA`` setting (``auto``).
+
+        - ``online``: the full data (284,807 transactions over two days, 492 frauds) from
+          ``CREDITCARD_URL`` (about 150 MB, once; cached under ``~/.keras/datasets``, see
+          :func:`creditcard_cache_path`).  Fails with a :class:`DataError` if it cannot.
+        - ``offline``: the real sample shipped in ``data/creditcard_sample.csv.gz``: 3,102
+          normal and 236 fraudulent transactions of the same data, rows unchanged.  Frauds are
+          *enriched* there: about 7% of the rows instead of 0.172%.
+        - ``auto``: try the download (a dead network fails within a few seconds) and fall back
+          to the embedded sample with one message.
+    path : str or Path, optional
+        Your own CSV (or ``.csv.gz``) with the columns Time, V1..V28, Amount, Class (an extra
+        leading index column is tolerated).  Overrides ``source``.
+    profile : Profile or str, optional
+        Caps the number of *normal* rows (:func:`creditcard_max_normal`); frauds are all kept.
+    verbose : bool
+        Print one line ``Data source: <online|embedded|file> | ...``.
+    seed : int
+        Seed of the subsampling of normal rows.
+
+    Returns
+    -------
+    TabularData
+        ``.frame`` (pandas DataFrame, validated by :func:`check_creditcard_frame`),
+        ``.source`` and ``.detail``.
+
+    Notes
+    -----
+    What is verified: the embedded sample by its sha256 on every load.  The download (and the
+    cached copy, on every load) by its *content*: exactly the 31 expected columns in order,
+    all values numeric and finite, ``Class`` 0/1, exactly 284,807 rows and 492 frauds; and by
+    its sha256 only if ``CREDITCARD_SHA256`` is set (it is ``None`` because no published
+    checksum of that copy could be reached).  Not verified: the feature *values* themselves, so
+    a copy with the same shape and counts but altered numbers would pass.
+
+    Taught in notebook 04.
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    note = ""
+    if path is not None:
+        frame = read_creditcard_csv(path)
+        src, detail = "file", f"your file {path}"
+    else:
+        mode = data_mode(source)
+        frame = None
+        if mode in ("auto", "online"):
+            try:
+                frame = _fetch_creditcard()
+                src, detail = "online", (f"full ULB credit-card data, 2 days of September 2013 "
+                                         f"(ODbL), cached at {creditcard_cache_path()}")
+            except Exception as exc:  # noqa: BLE001 - any network/cache/verification failure
+                if mode == "online":
+                    raise DataError(
+                        f"Could not get the credit-card data from {CREDITCARD_URL} "
+                        f"({type(exc).__name__}: {exc}). Check the network, or use the embedded "
+                        f"sample with COURSE_DATA=offline.") from exc
+                note = (f"Could not download the credit-card data ({type(exc).__name__}); using "
+                        f"the embedded offline sample instead.\n")
+        if frame is None:
+            frame = _load_creditcard_embedded()
+            src, detail = "embedded", (f"real ULB sample shipped in data/{CREDITCARD_SAMPLE} "
+                                       f"(ODbL; frauds enriched)")
+    frame, capped = _cap_normal_rows(frame, creditcard_max_normal(prof), seed)
+    if capped:
+        detail += (f" | profile '{prof.name}': {int((frame['Class'] == 0).sum()):,} normal rows "
+                   f"(seeded sample) and all frauds")
+    data = TabularData(frame, src, detail)
     if verbose:
         print(note + str(data))
     return data

@@ -124,3 +124,64 @@ def build_conv_autoencoder(input_shape: tuple = (28, 28, 1), filters: tuple = (3
     autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="conv_autoencoder")
     autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     return autoencoder, encoder, decoder
+
+
+def build_tabular_autoencoder(input_dim: int = 30, encoding_dim: int = 14, code_size: int = 7,
+                              l1: float = 1e-7, output_activation: str = "linear",
+                              learning_rate: float = 1e-3):
+    """Dense autoencoder for tabular data: the seed workshop's credit-card fraud model.
+
+    ``input_dim -> Dense(encoding_dim, tanh, L1 activity regulariser l1) -> Dense(code_size,
+    relu) [the code] -> Dense(code_size, tanh) -> Dense(input_dim, output_activation)``,
+    trained with mean squared error and Adam.  The defaults are the deck's model:
+    30 -> 14 -> 7 -> 7 -> 30 with an L1 penalty of 1e-7 on the first layer's activations.
+
+    One change from the deck: its last layer used ``relu``, which can only output values
+    >= 0.  The inputs here are *standardised* (zero mean, unit variance per feature), so about
+    half of them are negative, and a ReLU output can never reconstruct those: it adds an error
+    that does not depend on the input being normal or not.  A ``linear`` output (the default)
+    can reach any value; pass ``output_activation="relu"`` to reproduce the deck exactly.
+
+    Parameters
+    ----------
+    input_dim : int
+        Number of input features (30 for Time, V1..V28, Amount).
+    encoding_dim : int
+        Units of the first (tanh) layer.
+    code_size : int
+        Units of the code (relu) and of the decoder's hidden (tanh) layer.
+    l1 : float
+        Strength of the L1 activity regulariser on the first layer (0 switches it off).
+    output_activation : str
+        Activation of the reconstruction layer (``"linear"``; the deck used ``"relu"``).
+    learning_rate : float
+        Adam's learning rate.
+
+    Returns
+    -------
+    (autoencoder, encoder, decoder) : compiled ``keras.Model`` and its two halves.
+
+    Taught in notebook 04; used by ``python -m course_lib.bench creditcard``.
+    """
+    import keras
+    from keras import layers, regularizers
+
+    (input_dim, encoding_dim, code_size) = _check_positive_ints(
+        "input_dim, encoding_dim and code_size", (input_dim, encoding_dim, code_size))
+    if not (isinstance(l1, (int, float)) and l1 >= 0):
+        raise ValueError(f"l1 must be a number >= 0, got {l1!r}.")
+
+    inputs = keras.Input(shape=(input_dim,), name="features")
+    h = layers.Dense(encoding_dim, activation="tanh", name="enc_0",
+                     activity_regularizer=regularizers.L1(l1) if l1 else None)(inputs)
+    code = layers.Dense(code_size, activation="relu", name="code")(h)
+    encoder = keras.Model(inputs, code, name="encoder")
+
+    code_in = keras.Input(shape=(code_size,), name="code_in")
+    h = layers.Dense(code_size, activation="tanh", name="dec_0")(code_in)
+    outputs = layers.Dense(input_dim, activation=output_activation, name="reconstruction")(h)
+    decoder = keras.Model(code_in, outputs, name="decoder")
+
+    autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="tabular_autoencoder")
+    autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+    return autoencoder, encoder, decoder

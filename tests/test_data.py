@@ -1,5 +1,6 @@
 import hashlib
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,39 @@ def test_check_images_rejects_non_arrays_and_empty():
         check_images("not images")
     with pytest.raises(DataError, match="no images"):
         check_images(np.zeros((0, 28, 28), np.uint8))
+
+
+def test_mnist_download_is_atomic_and_verified(monkeypatch, tmp_path):
+    """A download is verified and renamed into the cache; a failed one leaves nothing."""
+    import keras
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(D.socket, "create_connection", lambda *a, **k: open(__file__))
+    rng = np.random.default_rng(0)
+    arrays = dict(x_train=rng.integers(0, 256, (30, 28, 28), dtype=np.uint8),
+                  y_train=np.arange(30) % 10,
+                  x_test=rng.integers(0, 256, (10, 28, 28), dtype=np.uint8),
+                  y_test=np.arange(10) % 10)
+
+    def fake_get_file(fname, origin, file_hash, cache_dir, cache_subdir):
+        assert origin == D.MNIST_URL and file_hash == D.MNIST_SHA256
+        path = f"{cache_dir}/{fname}"
+        np.savez(path, **arrays)
+        return path
+
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    x_train, y_train, x_test, _ = D._download_keras_mnist()
+    assert x_train.shape == (30, 28, 28) and len(x_test) == 10
+    cache_dir = tmp_path / "datasets"
+    assert [p.name for p in cache_dir.iterdir()] == ["mnist.npz"], "no temporary files may remain"
+
+    (cache_dir / "mnist.npz").unlink()
+
+    def failing_get_file(fname, origin, file_hash, cache_dir, cache_subdir):
+        (Path(cache_dir) / fname).write_bytes(b"half a file")
+        raise ValueError("Incomplete or corrupted file detected.")
+
+    monkeypatch.setattr(keras.utils, "get_file", failing_get_file)
+    with pytest.raises(ValueError, match="corrupted"):
+        D._download_keras_mnist()
+    assert list(cache_dir.iterdir()) == [], "a failed download must leave nothing in the cache"
