@@ -152,6 +152,15 @@ def flatten(x) -> np.ndarray:
 def add_channel(x) -> np.ndarray:
     """Images (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1] for convolutional models.
 
+    Parameters
+    ----------
+    x : array-like
+        uint8 (0-255) or float (0-1) images of shape (N, 28, 28) or (N, 28, 28, 1).
+
+    Returns
+    -------
+    ndarray of shape (N, 28, 28, 1), float32 in [0, 1]
+
     Taught in notebook 02.
     """
     arr = to_float(x)
@@ -160,6 +169,20 @@ def add_channel(x) -> np.ndarray:
 
 def add_noise(x, std: float = 0.3, seed: int = 0) -> np.ndarray:
     """Add Gaussian pixel noise and clip back to [0, 1] (input for a denoising autoencoder).
+
+    Parameters
+    ----------
+    x : array-like
+        uint8 or float images (see :func:`check_images`).
+    std : float
+        Standard deviation of the noise, in units of the [0, 1] pixel range.
+    seed : int
+        Fixes the noise pattern: with the same seed a larger ``std`` scales the same pattern,
+        so errors grow steadily with ``std``.
+
+    Returns
+    -------
+    ndarray of the input's shape, float32 in [0, 1]
 
     Taught in notebook 02.
     """

@@ -78,6 +78,20 @@ def build_conv_autoencoder(input_shape: tuple = (28, 28, 1), filters: tuple = (3
     map is flattened into a dense code of that size (a tighter bottleneck, used for anomaly
     detection); without it the code is the last feature map.
 
+    Parameters
+    ----------
+    input_shape : tuple of int
+        (height, width, channels); height and width divisible by ``2 ** len(filters)``.
+    filters : tuple of int
+        Filters of each encoder stage (mirrored in the decoder).  Cost on a CPU grows quickly:
+        ``(32, 64)`` takes about four times as long per epoch as ``(16, 32)``.
+    code_size : int, optional
+        Units of a dense bottleneck; ``None`` keeps the last feature map as the code.
+    loss : str or callable
+        Training loss (``"binary_crossentropy"``, ``"mse"``, or e.g. an SSIM loss).
+    learning_rate : float
+        Adam's learning rate.
+
     Returns
     -------
     (autoencoder, encoder, decoder) : compiled ``keras.Model`` and its two halves.

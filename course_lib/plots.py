@@ -17,11 +17,13 @@ def _as_images(x) -> np.ndarray:
     return arr
 
 
-def plot_image_rows(rows: dict, n: int = 10, titles=None, figsize_per_image: float = 1.1):
+def plot_image_rows(rows: dict, n: int = 10, titles=None, figsize_per_image: float = 1.1,
+                    vmin=None, vmax=None):
     """Show several aligned rows of images, one row per entry of ``rows`` ({label: images}).
 
     Flat 784-vectors are reshaped to 28x28.  ``titles`` (optional, length ``n``) labels the
-    columns.  Returns the matplotlib Figure.  Taught in notebook 01; used for noisy / clean /
+    columns.  The grey scale runs from ``vmin`` to ``vmax``; by default from 0 to 1 (or to 255
+    for a row whose values exceed 1).  Returns the matplotlib Figure.  Taught in notebook 01; used for noisy / clean /
     denoised rows in notebook 02.
     """
     import matplotlib.pyplot as plt
@@ -33,10 +35,11 @@ def plot_image_rows(rows: dict, n: int = 10, titles=None, figsize_per_image: flo
     fig, axes = plt.subplots(len(imgs), n, squeeze=False,
                              figsize=(figsize_per_image * n, figsize_per_image * len(imgs) + 0.3))
     for r, (label, batch) in enumerate(imgs.items()):
-        vmax = 255 if batch.max() > 1.0 else 1.0
+        lo = 0.0 if vmin is None else vmin
+        hi = (255 if batch.max() > 1.0 else 1.0) if vmax is None else vmax
         for c in range(n):
             ax = axes[r, c]
-            ax.imshow(batch[c], cmap="gray", vmin=0, vmax=vmax)
+            ax.imshow(batch[c], cmap="gray", vmin=lo, vmax=hi)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:

@@ -177,3 +177,11 @@ def test_threshold_explorer_slider_moves_the_threshold(monkeypatch):
 
 def test_running_kernel_is_false_in_plain_python():
     assert plots._running_kernel() is False
+
+
+def test_image_rows_colour_range_can_be_set():
+    maps = np.random.default_rng(0).random((3, 7, 7)) * 4  # e.g. feature maps, not pixels
+    fig = plot_image_rows({"maps": maps}, vmin=0, vmax=4)
+    assert fig.axes[0].images[0].get_clim() == (0, 4)
+    fig = plot_image_rows({"pixels": maps / 4})
+    assert fig.axes[0].images[0].get_clim() == (0.0, 1.0)
