@@ -279,6 +279,26 @@ def _download_keras_mnist() -> tuple[np.ndarray, ...]:
             check_images(arrays["x_test"], "MNIST x_test"), arrays["y_test"].astype(np.int64))
 
 
+def _online_or_embedded(mode: str, what: str, kind: str, fetch, load_embedded, where: str = ""):
+    """The loaders' shared rule: download (or use the download cache), else the embedded data.
+
+    Returns ``(data, source, note)``; ``note`` is the one-line fallback message ("" if none).
+    In ``online`` mode a failure raises a DataError saying what to do instead.
+    """
+    if mode in ("auto", "online"):
+        try:
+            return fetch(), "online", ""
+        except Exception as exc:  # noqa: BLE001 - any network, cache or verification failure
+            if mode == "online":
+                raise DataError(
+                    f"Could not download {what}{where} ({type(exc).__name__}: {exc}). Check the "
+                    f"network, or use the embedded {kind} with COURSE_DATA=offline.") from exc
+            note = (f"Could not download {what} ({type(exc).__name__}); using the embedded "
+                    f"offline {kind} instead.\n")
+            return load_embedded(), "embedded", note
+    return load_embedded(), "embedded", ""
+
+
 def _subsample(x, y, n, seed):
     if n is None or n >= len(x):
         return x, y
@@ -325,23 +345,10 @@ def load_mnist(source: str | None = None, path=None, profile: Profile | str | No
         arrays = (x[idx[n_hold:]], y[idx[n_hold:]], x[idx[:n_hold]], y[idx[:n_hold]])
         src, detail = "file", f"your file {path} (seeded 6/7 train, 1/7 test split)"
     else:
-        mode = data_mode(source)
-        arrays = None
-        if mode in ("auto", "online"):
-            try:
-                arrays = _download_keras_mnist()
-                src, detail = "online", "full MNIST via keras.datasets.mnist (Keras cache)"
-            except Exception as exc:  # noqa: BLE001 - any network/cache failure
-                if mode == "online":
-                    raise DataError(
-                        f"Could not download MNIST ({type(exc).__name__}: {exc}). Check the "
-                        f"network, or use the embedded subset with COURSE_DATA=offline.") from exc
-                note = (f"Could not download MNIST ({type(exc).__name__}); using the embedded "
-                        f"offline subset instead.\n")
-        if arrays is None:
-            arrays = _load_embedded()
-            src, detail = "embedded", (f"real MNIST subset shipped in data/{MNIST_SUBSET} "
-                                       f"(CC BY-SA 3.0)")
+        arrays, src, note = _online_or_embedded(data_mode(source), "MNIST", "subset",
+                                                _download_keras_mnist, _load_embedded)
+        detail = ("full MNIST via keras.datasets.mnist (Keras cache)" if src == "online" else
+                  f"real MNIST subset shipped in data/{MNIST_SUBSET} (CC BY-SA 3.0)")
     x_train, y_train = _subsample(arrays[0], arrays[1], n_train, seed)
     x_test, y_test = _subsample(arrays[2], arrays[3], n_test, seed + 1)
     data = ImageData(x_train, y_train, x_test, y_test, src, detail)
@@ -662,25 +669,12 @@ def load_creditcard(source: str | None = None, path=None, profile: Profile | str
         frame = read_creditcard_csv(path)
         src, detail = "file", f"your file {path}"
     else:
-        mode = data_mode(source)
-        frame = None
-        if mode in ("auto", "online"):
-            try:
-                frame = _fetch_creditcard()
-                src, detail = "online", (f"full ULB credit-card data, 2 days of September 2013 "
-                                         f"(ODbL), cached at {creditcard_cache_path()}")
-            except Exception as exc:  # noqa: BLE001 - any network/cache/verification failure
-                if mode == "online":
-                    raise DataError(
-                        f"Could not get the credit-card data from {CREDITCARD_URL} "
-                        f"({type(exc).__name__}: {exc}). Check the network, or use the embedded "
-                        f"sample with COURSE_DATA=offline.") from exc
-                note = (f"Could not download the credit-card data ({type(exc).__name__}); using "
-                        f"the embedded offline sample instead.\n")
-        if frame is None:
-            frame = _load_creditcard_embedded()
-            src, detail = "embedded", (f"real ULB sample shipped in data/{CREDITCARD_SAMPLE} "
-                                       f"(ODbL; frauds enriched)")
+        frame, src, note = _online_or_embedded(
+            data_mode(source), "the credit-card data", "sample", _fetch_creditcard,
+            _load_creditcard_embedded, where=f" from {CREDITCARD_URL}")
+        detail = (f"full ULB credit-card data, 2 days of September 2013 (ODbL), cached at "
+                  f"{creditcard_cache_path()}" if src == "online" else
+                  f"real ULB sample shipped in data/{CREDITCARD_SAMPLE} (ODbL; frauds enriched)")
     frame, capped = _cap_normal_rows(frame, creditcard_max_normal(prof), seed)
     if capped:
         detail += (f" | profile '{prof.name}': {int((frame['Class'] == 0).sum()):,} normal rows "
@@ -689,3 +683,391 @@ def load_creditcard(source: str | None = None, path=None, profile: Profile | str
     if verbose:
         print(note + str(data))
     return data
+
+
+# =========================================================================== prefetch and status
+# ``python -m course_lib.data prefetch|status``: get every dataset before the workshop (venue
+# networks are slow or closed) and see what is present offline.  Reuses the loaders' own
+# downloaders, so the files land exactly where the notebooks look for them.
+
+PREFETCH_ITEMS = ("mnist", "creditcard", "textures")
+
+
+@dataclass
+class CacheItem:
+    """One dataset file or folder: what it is, where, how big, and its state.
+
+    ``state`` is ``"OK"``, ``"missing"``, ``"corrupted"`` or ``"failed"`` (a prefetch that did
+    not succeed); ``kind`` is ``"embedded"`` (shipped in ``data/``), ``"download"`` (cached
+    after an online download), ``"built"`` (built offline on first use) or ``"optional"``
+    (real MVTec AD); ``hint`` says what to do when the state is not ``"OK"``.
+    Used by ``python -m course_lib.data`` and ``python -m course_lib.doctor``.
+    """
+
+    name: str
+    kind: str
+    state: str
+    path: Path | None = None
+    size: int | None = None
+    detail: str = ""
+    hint: str = ""
+
+
+def _path_size(path: Path | None) -> int | None:
+    if path is None or not path.exists():
+        return None
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _human_size(nbytes: int | None) -> str:
+    if nbytes is None:
+        return "-"
+    size = float(nbytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"  # pragma: no cover
+
+
+def _embedded_item(name: str, filename: str, sha256: str) -> CacheItem:
+    path = data_dir() / filename
+    if not path.is_file():
+        return CacheItem(name, "embedded", "missing", path,
+                         hint=f"Restore it with `git checkout -- data/{filename}` (or re-clone "
+                              f"the course); set {DATA_DIR_ENV} if data/ lives elsewhere.")
+    digest = _sha256_file(path)
+    if digest != sha256:
+        return CacheItem(name, "embedded", "corrupted", path, _path_size(path),
+                         detail=f"sha256 {digest[:12]}... != {sha256[:12]}...",
+                         hint=f"Restore it with `git checkout -- data/{filename}` "
+                              f"(or re-clone the course).")
+    return CacheItem(name, "embedded", "OK", path, _path_size(path), detail="sha256 verified")
+
+
+def _keras_mnist_item() -> CacheItem:
+    path = _keras_mnist_cache()
+    if not path.is_file():
+        return CacheItem("MNIST full (Keras cache)", "download", "missing", path,
+                         hint="python -m course_lib.data prefetch --mnist (offline, the "
+                              "embedded subset is used instead).")
+    digest = _sha256_file(path)
+    if digest != MNIST_SHA256:
+        return CacheItem("MNIST full (Keras cache)", "download", "corrupted", path,
+                         _path_size(path), detail=f"sha256 {digest[:12]}... differs from Keras'",
+                         hint=f"Delete {path} and run python -m course_lib.data prefetch --mnist.")
+    return CacheItem("MNIST full (Keras cache)", "download", "OK", path, _path_size(path),
+                     detail="sha256 verified")
+
+
+def _creditcard_cache_item() -> CacheItem:
+    path = creditcard_cache_path()
+    if not path.is_file():
+        return CacheItem("Credit card full (cache)", "download", "missing", path,
+                         hint="python -m course_lib.data prefetch --creditcard (about 150 MB; "
+                              "offline, the embedded sample is used instead).")
+    size = _path_size(path)
+    with open(path, "rb") as f:
+        header = f.readline().decode("utf-8", "replace").strip().replace('"', "").split(",")
+    if header != list(CREDITCARD_COLUMNS):
+        return CacheItem("Credit card full (cache)", "download", "corrupted", path, size,
+                         detail="unexpected header",
+                         hint=f"Delete {path} and run python -m course_lib.data prefetch "
+                              f"--creditcard.")
+    return CacheItem("Credit card full (cache)", "download", "OK", path, size,
+                     detail="header checked (rows and frauds are checked on every load)")
+
+
+def _texture_kwargs(profile: Profile) -> dict:
+    """The texture-dataset settings a profile uses in notebook 05 (see ``load_textures``)."""
+    return {"size": profile.mvtec_size, "n_train": profile.mvtec_n_train,
+            "n_test_good": profile.mvtec_n_test_good,
+            "n_test_defect": profile.mvtec_n_test_defect, "seed": 0}
+
+
+def _texture_root(texture: str, profile: Profile) -> tuple:
+    from course_lib import mvtec
+
+    kw = _texture_kwargs(profile)
+    settings = mvtec._texture_settings(kw["size"], kw["n_train"], kw["n_test_good"],
+                                       kw["n_test_defect"], kw["seed"], (texture,), None)
+    return mvtec.default_texture_root(settings), settings
+
+
+def _texture_items(profile: Profile) -> list:
+    import json
+
+    from course_lib import mvtec
+
+    items = []
+    for texture in mvtec.TEXTURES:
+        root, settings = _texture_root(texture, profile)
+        name = f"Texture '{texture}' ({profile.name}, {settings['size']}px)"
+        hint = (f"python -m course_lib.data prefetch --textures (offline, a few seconds; "
+                f"else it is built on first use)")
+        if not root.is_dir():
+            items.append(CacheItem(name, "built", "missing", root, hint=hint))
+            continue
+        try:
+            found = json.loads((root / "manifest.json").read_text())["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            found = None
+        if found != settings:
+            items.append(CacheItem(name, "built", "corrupted", root, _path_size(root),
+                                   detail="manifest.json missing or different",
+                                   hint=f"Delete {root} and run python -m course_lib.data "
+                                        f"prefetch --textures."))
+        else:
+            items.append(CacheItem(name, "built", "OK", root, _path_size(root),
+                                   detail="manifest matches"))
+    return items
+
+
+def _mvtec_items(categories=None) -> list:
+    from course_lib import mvtec
+
+    root = mvtec.mvtec_dir()
+    wanted = list(mvtec.MVTEC_AD_CATEGORIES) if categories is None else list(categories)
+    if "all" in wanted:
+        wanted = list(mvtec.MVTEC_AD_CATEGORIES)
+    present = [c for c in wanted if (root / c / "train" / "good").is_dir()]
+    if categories is None:  # status: one summary line
+        if not present:
+            return [CacheItem("MVTec AD (real, optional)", "optional", "missing", root,
+                              hint="python -m course_lib.data prefetch --mvtec CATEGORY "
+                                   "(CC BY-NC-SA 4.0; only if you want the real data).")]
+        return [CacheItem("MVTec AD (real, optional)", "optional", "OK", root,
+                          _path_size(root), detail=f"{len(present)}/{len(wanted)} categories: "
+                                                   + ", ".join(present))]
+    return [CacheItem(f"MVTec AD '{c}'", "optional", "OK" if c in present else "missing",
+                      root / c, _path_size(root / c) if c in present else None,
+                      hint="" if c in present else _mvtec_hint(c))
+            for c in wanted]
+
+
+def _mvtec_hint(category: str) -> str:
+    """What to do when the MVTec AD download of ``category`` failed (short form)."""
+    from course_lib import mvtec
+
+    folder = mvtec.mvtec_dir() / ".downloads"
+    return (f"Run it again (a partial download resumes), or download "
+            f"'{mvtec._archive_name(category)}' by hand from {mvtec.MVTEC_AD_PAGE} into "
+            f"{folder} and run again. Offline, notebook 05 uses the texture set instead.")
+
+
+def cache_status(profile: Profile | str | None = None) -> list:
+    """What is present offline, without touching the network.
+
+    Returns a list of :class:`CacheItem`: the embedded MNIST subset and credit-card sample
+    (sha256 checked), Keras' MNIST cache (sha256 checked), the cached full credit-card CSV
+    (header checked), the texture sets of ``profile`` (default: the active one) and the real
+    MVTec AD categories present.  Used by ``python -m course_lib.data status`` and
+    ``python -m course_lib.doctor``; see the README, "Before the workshop".
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    return [_embedded_item("MNIST subset (embedded)", MNIST_SUBSET, MNIST_SUBSET_SHA256),
+            _embedded_item("Credit card sample (embedded)", CREDITCARD_SAMPLE,
+                           CREDITCARD_SAMPLE_SHA256),
+            _keras_mnist_item(), _creditcard_cache_item(), *_texture_items(prof),
+            *_mvtec_items()]
+
+
+def format_cache_table(items) -> str:
+    """A plain-text table of :class:`CacheItem` (name, state, size, where), then the hints."""
+    rows = [("item", "state", "size", "where")]
+    rows += [(it.name, it.state, _human_size(it.size), str(it.path or "-")) for it in items]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 5)
+    details = [f"  {it.name}: {it.detail}" for it in items if it.detail and it.state != "OK"]
+    by_hint = {}  # one line per distinct hint (e.g. the three textures share one)
+    for it in items:
+        if it.state != "OK" and it.hint:
+            by_hint.setdefault(it.hint, []).append(f"{it.name} ({it.state})")
+    hints = [f"  {', '.join(names)}: {hint}" for hint, names in by_hint.items()]
+    if details:
+        lines += ["", "Details:", *details]
+    if hints:
+        lines += ["", "What to do:", *hints]
+    return "\n".join(lines)
+
+
+def _failure_hint(item: str, exc: BaseException) -> str:
+    cause = exc.__cause__ if exc.__cause__ is not None else exc  # the network error itself
+    text = str(cause).splitlines()[0] if str(cause) else ""
+    why = f"{type(cause).__name__}: {text if len(text) <= 160 else text[:157] + '...'}"
+    if item == "mnist":
+        return (f"{why}. Check the network (storage.googleapis.com must answer) and run "
+                f"prefetch --mnist again; without it the notebooks use the embedded subset.")
+    if item == "creditcard":
+        cached = creditcard_cache_path()
+        fix = (f"the cached copy is bad: delete {cached} and run prefetch --creditcard again"
+               if cached.is_file() else "check the network and disk space (about 150 MB) and "
+               "run prefetch --creditcard again")
+        return f"{why}. {fix[0].upper()}{fix[1:]}. Without it notebook 04 uses the embedded sample."
+    if item == "textures":
+        return (f"{why}. Needs scikit-image (pip install -r requirements.txt) and a writable "
+                f"cache folder (set COURSE_CACHE_DIR).")
+    return f"{why}. {_mvtec_hint(item.split(':', 1)[-1])}"
+
+
+def prefetch(items=PREFETCH_ITEMS, mvtec_categories=(), profile: Profile | str | None = None,
+             progress: bool = True) -> list:
+    """Download and verify datasets now, so the workshop runs without the network.
+
+    Parameters
+    ----------
+    items : iterable of str
+        Any of :data:`PREFETCH_ITEMS`: ``"mnist"`` (Keras' full MNIST, sha256-checked),
+        ``"creditcard"`` (the full CSV, content-verified), ``"textures"`` (the offline texture
+        sets of ``profile``, built with :func:`course_lib.mvtec.build_texture_dataset`).
+    mvtec_categories : iterable of str
+        Real MVTec AD categories (or ``"all"``) to download with
+        :func:`course_lib.mvtec.download_mvtec`.
+    profile : Profile or str, optional
+        Whose texture sizes to build (default: the active profile).
+    progress : bool
+        Show the downloaders' progress bars.
+
+    Returns
+    -------
+    list of CacheItem
+        One per requested dataset (textures: one per texture), ``state`` ``"OK"`` or
+        ``"failed"`` with a ``hint``.  Every downloader writes atomically, so a failure leaves
+        no partial file in the cache (MVTec AD keeps a resumable ``.part`` in its
+        ``.downloads`` folder).
+
+    See the README, "Before the workshop".
+    """
+    from course_lib import mvtec
+
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    unknown = [i for i in items if i not in PREFETCH_ITEMS]
+    if unknown:
+        raise ValueError(f"Unknown prefetch item(s) {unknown}: expected {list(PREFETCH_ITEMS)}.")
+    bad = [c for c in mvtec_categories if c not in mvtec.MVTEC_AD_DOWNLOADS]
+    if bad:
+        raise ValueError(f"Unknown MVTec AD category {bad}: expected 'all' or one of "
+                         f"{list(mvtec.MVTEC_AD_CATEGORIES)}.")
+    results = []
+
+    def attempt(key, name, run, check):
+        print(f"--> {name}", flush=True)
+        try:
+            run()
+        except Exception as exc:  # noqa: BLE001 - report every failure, go on with the rest
+            item = check()
+            item.name, item.state, item.hint = name, "failed", _failure_hint(key, exc)
+            results.append(item)
+            print(f"    failed: {type(exc).__name__}", flush=True)
+            return
+        except KeyboardInterrupt:
+            print("    interrupted: nothing half-written is left in the cache.", flush=True)
+            raise
+        item = check()
+        item.name = name
+        results.append(item)
+
+    if "mnist" in items:
+        attempt("mnist", "MNIST full (Keras cache)", _download_keras_mnist, _keras_mnist_item)
+    if "creditcard" in items:
+        attempt("creditcard", "Credit card full (cache)", _fetch_creditcard,
+                _creditcard_cache_item)
+    if "textures" in items:
+        kw = _texture_kwargs(prof)
+        for i, texture in enumerate(mvtec.TEXTURES):
+            attempt("textures", f"Texture '{texture}' ({prof.name}, {kw['size']}px)",
+                    lambda t=texture: mvtec.build_texture_dataset(textures=(t,), **kw),
+                    lambda i=i: _texture_items(prof)[i])
+    for category in dict.fromkeys(mvtec_categories):
+        targets = mvtec.MVTEC_AD_CATEGORIES if category == "all" else (category,)
+        attempt(f"mvtec:{category}", f"MVTec AD '{category}'",
+                lambda c=category: mvtec.download_mvtec(c, progress=progress),
+                lambda t=targets: _merge_mvtec(_mvtec_items(t)))
+    return results
+
+
+def _merge_mvtec(items: list) -> CacheItem:
+    if len(items) == 1:
+        return items[0]
+    ok = all(it.state == "OK" for it in items)
+    root = items[0].path.parent
+    return CacheItem("MVTec AD 'all'", "optional", "OK" if ok else "missing", root,
+                     _path_size(root) if ok else None)
+
+
+def main(argv=None) -> int:
+    """Command line: ``python -m course_lib.data prefetch|status``; returns the exit code.
+
+    ``prefetch [--all | --mnist --creditcard --textures --mvtec CATEGORY ...] [--profile P]``
+    downloads and verifies, then prints a table (exit 1 if anything requested failed);
+    ``status`` shows what is present offline without touching the network (exit 1 if
+    something present is corrupted).  See the README, "Before the workshop".
+    """
+    import argparse
+
+    from course_lib import mvtec
+
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.data",
+        description="Get the course's datasets before the workshop, or see what is cached.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    pre = sub.add_parser("prefetch", help="download and verify datasets now",
+                         description="Download and verify datasets into the caches the "
+                                     "notebooks use. Without options: --all.")
+    pre.add_argument("--all", action="store_true",
+                     help="MNIST, credit card and textures (not MVTec AD: 4.9 GB, "
+                          "non-commercial licence; ask for it with --mvtec)")
+    pre.add_argument("--mnist", action="store_true", help="full MNIST into Keras' cache")
+    pre.add_argument("--creditcard", action="store_true",
+                     help="full credit-card CSV (about 150 MB)")
+    pre.add_argument("--textures", action="store_true",
+                     help="build the offline texture sets (no network)")
+    pre.add_argument("--mvtec", nargs="+", metavar="CATEGORY", default=[],
+                     help=f"real MVTec AD categories: 'all' or {', '.join(mvtec.MVTEC_AD_CATEGORIES)}")
+    pre.add_argument("--profile", default=None,
+                     help="whose texture sizes to build (default: $COURSE_PROFILE or workshop)")
+    pre.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    st = sub.add_parser("status", help="what is present offline (no network)")
+    st.add_argument("--profile", default=None,
+                    help="whose texture sets to look for (default: $COURSE_PROFILE or workshop)")
+    args = parser.parse_args(argv)
+
+    try:
+        prof = get_profile(args.profile)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.command == "status":
+        items = cache_status(prof)
+        print(f"Datasets present offline (profile '{prof.name}'; nothing was downloaded):\n")
+        print(format_cache_table(items))
+        return 1 if any(it.state == "corrupted" for it in items) else 0
+
+    bad = [c for c in args.mvtec if c not in mvtec.MVTEC_AD_DOWNLOADS]
+    if bad:
+        pre.error(f"unknown MVTec AD category {', '.join(map(repr, bad))}: choose 'all' or "
+                     f"one of {', '.join(mvtec.MVTEC_AD_CATEGORIES)}")
+    items = [k for k in PREFETCH_ITEMS if getattr(args, k)]
+    if args.all or (not items and not args.mvtec):
+        items = list(PREFETCH_ITEMS)
+    results = prefetch(items, args.mvtec, prof, progress=not args.no_progress)
+    failed = [r for r in results if r.state != "OK"]
+    print(f"\nPrefetch summary (profile '{prof.name}'):\n")
+    print(format_cache_table(results))
+    if failed:
+        print(f"\n{len(failed)} of {len(results)} item(s) failed; see 'What to do' above. "
+              f"The notebooks still run offline on the embedded data (COURSE_DATA=offline).")
+        return 1
+    print(f"\nAll {len(results)} item(s) OK: the notebooks will find them without the network.")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    # Run the copy imported as course_lib.data (the one course_lib.mvtec uses), not __main__.
+    from course_lib.data import main as _main
+
+    sys.exit(_main())
