@@ -69,11 +69,14 @@ def _sources(nb) -> list[str]:
 
 
 def execute_notebook(path, out_dir=None, profile: str | None = None, data: str | None = None,
-                     timeout: int = 1800) -> RunResult:
+                     timeout: int = 1800, kernel_log=None) -> RunResult:
     """Run one notebook in a fresh kernel; optionally save the executed copy and HTML export.
 
     ``profile`` and ``data`` set ``COURSE_PROFILE`` / ``COURSE_DATA`` for the kernel.
     Wall seconds cover kernel start to the last cell; peak memory is the kernel's peak RSS.
+    ``kernel_log``: a file for the kernel process's own stderr (TensorFlow's C++ start-up
+    messages land there instead of the terminal); default: ``OUT_DIR/logs/NAME.log`` when
+    ``out_dir`` is given, else the terminal.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -93,14 +96,22 @@ def execute_notebook(path, out_dir=None, profile: str | None = None, data: str |
     os.environ.pop("MPLBACKEND", None)  # let the inline backend capture figures
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
+    if kernel_log is None and out_dir is not None:
+        kernel_log = Path(out_dir) / "logs" / (path.stem + ".log")
+    log = None
+    if kernel_log is not None:
+        Path(kernel_log).parent.mkdir(parents=True, exist_ok=True)
+        log = open(kernel_log, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     status, error, start = "ok", "", time.perf_counter()
     try:
-        client.execute()
+        client.execute(**({"stderr": log} if log is not None else {}))
     except CellExecutionError as exc:
         status, error = "failed", str(exc).strip().splitlines()[-1][:300]
     except Exception as exc:  # noqa: BLE001 - kernel died, timeout, ...
         status, error = "failed", f"{type(exc).__name__}: {exc}"[:300]
     finally:
+        if log is not None:
+            log.close()
         for k, v in env_backup.items():
             if v is None:
                 os.environ.pop(k, None)

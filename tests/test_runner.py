@@ -42,6 +42,7 @@ def test_main_job_writes_executed_copies_html_and_summary(ran):
     assert (out / "html" / "01_ok.html").read_text().count("Data source: embedded") >= 1
     assert 'href="html/02_bad.html"' in (out / "index.html").read_text()
     assert not list(out.rglob("*.part")), "no half-written files"
+    assert (out / "logs" / "01_ok.log").is_file(), "the kernel's own stderr goes to a log file"
     md = (out / "summary.md").read_text()
     assert "| 01_ok.ipynb | ok |" in md and "| 02_bad.ipynb | failed |" in md
 
