@@ -48,3 +48,176 @@ class PCAReconstruction:
         if not np.all(np.isfinite(x)):
             raise ValueError("input contains NaN or infinite values.")
         return x
+
+
+# --------------------------------------------------------------------------- anomaly maps
+def _check_images(x, name: str = "x", min_images: int = 1) -> np.ndarray:
+    """Grayscale images as float64 (N, H, W); a trailing channel axis of 1 is dropped."""
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected an array of numbers of shape (N, H, W) "
+                         f"({exc}).") from exc
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 3:
+        raise ValueError(f"{name}: expected grayscale images of shape (N, H, W) or "
+                         f"(N, H, W, 1), got shape {arr.shape}.")
+    if len(arr) < min_images or arr.size == 0:
+        raise ValueError(f"{name}: expected at least {min_images} image(s), got shape "
+                         f"{arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains NaN or infinite values.")
+    return arr
+
+
+class VariationModel:
+    """MVTec AD's *variation model*: how far each pixel is from its usual value.
+
+    ``fit`` learns the per-pixel mean and standard deviation of defect-free images that are
+    *aligned* (every pixel shows the same part of the object in every image, as with
+    centred bottles or screws); the anomaly map of an image is
+    ``|x - mean| / (std + eps)``, a per-pixel z-score.  It needs no training beyond two
+    averages and is a strong baseline for aligned objects; on textures, where nothing is
+    aligned, the mean is a flat grey and the map mostly measures the texture itself
+    (Bergmann et al., CVPR 2019, Table 2 reports it for objects only).
+
+    Parameters
+    ----------
+    eps : float
+        Added to the standard deviation, so pixels that never change (std 0) do not give
+        infinite scores.  In the images' units (0.01 for images in [0, 1]).
+
+    Taught in notebook 05.
+    """
+
+    def __init__(self, eps: float = 0.01):
+        self.eps = eps
+
+    def fit(self, x_good):
+        """Learn the per-pixel mean and std of defect-free images (N >= 2, (N, H, W)).
+
+        Returns ``self``.
+        """
+        if not (np.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"eps must be a finite number > 0, got {self.eps!r}.")
+        x = _check_images(x_good, "x_good", min_images=2)
+        self.mean_ = x.mean(axis=0)
+        self.std_ = x.std(axis=0)
+        return self
+
+    def anomaly_map(self, x) -> np.ndarray:
+        """``|x - mean| / (std + eps)`` per pixel: ndarray (N, H, W), higher = more anomalous."""
+        if not hasattr(self, "mean_"):
+            raise ValueError("VariationModel is not fitted yet: call fit(x_good) first.")
+        arr = _check_images(x)
+        if arr.shape[1:] != self.mean_.shape:
+            raise ValueError(f"x: images of size {arr.shape[1:]} given, but the model was fitted "
+                             f"on {self.mean_.shape}.")
+        return np.abs(arr - self.mean_) / (self.std_ + self.eps)
+
+
+class TextureInspection:
+    """A simple *texture-inspection model*: a Gaussian mixture of small patches.
+
+    In the spirit of the texture-inspection baseline of the MVTec AD paper (Bergmann et al.,
+    CVPR 2019), which models the distribution of local texture features of defect-free
+    images: every ``patch_size`` x ``patch_size`` patch (taken every ``stride`` pixels) is a
+    feature vector of its pixels; ``fit`` fits a scikit-learn ``GaussianMixture`` to the
+    patches of defect-free images; the anomaly map is the *negative log-likelihood* of each
+    patch under that mixture, averaged over the patches that cover a pixel (so it has the
+    image's size).  Unlike the variation model it ignores where a patch lies, so it suits
+    textures.
+
+    Parameters
+    ----------
+    patch_size : int
+        Side of the square patches in pixels (>= 2).
+    stride : int
+        Step between patches (<= ``patch_size`` so every pixel is covered).
+    n_components : int
+        Gaussians in the mixture.
+    max_patches : int
+        At most this many training patches (a seeded random subset) are used by ``fit``.
+    random_state : int
+        Seed of the subset and of the mixture's initialisation.
+
+    Taught in notebook 05.
+    """
+
+    def __init__(self, patch_size: int = 8, stride: int = 4, n_components: int = 5,
+                 max_patches: int = 10000, random_state: int = 0):
+        self.patch_size = patch_size
+        self.stride = stride
+        self.n_components = n_components
+        self.max_patches = max_patches
+        self.random_state = random_state
+
+    def _check_settings(self, shape) -> None:
+        for name in ("patch_size", "stride", "n_components", "max_patches"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+        if self.patch_size < 2 or self.stride > self.patch_size:
+            raise ValueError(f"need patch_size >= 2 and stride <= patch_size (every pixel "
+                             f"covered), got patch_size={self.patch_size}, stride={self.stride}.")
+        if min(shape) < self.patch_size:
+            raise ValueError(f"images of size {shape} are smaller than patch_size "
+                             f"{self.patch_size}.")
+
+    def _starts(self, n: int) -> np.ndarray:
+        starts = list(range(0, n - self.patch_size + 1, self.stride))
+        if starts[-1] != n - self.patch_size:  # cover the last rows / columns too
+            starts.append(n - self.patch_size)
+        return np.asarray(starts)
+
+    def _patches(self, x: np.ndarray):
+        """Patches of every image: (N, n_rows, n_cols, patch_size**2) and their corners."""
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        rows, cols = self._starts(x.shape[1]), self._starts(x.shape[2])
+        windows = sliding_window_view(x, (self.patch_size, self.patch_size), axis=(1, 2))
+        windows = windows[:, rows][:, :, cols]
+        return windows.reshape(len(x), len(rows), len(cols), -1), rows, cols
+
+    def fit(self, x_good):
+        """Fit the mixture to the patches of defect-free images (N, H, W).  Returns ``self``."""
+        from sklearn.mixture import GaussianMixture
+
+        x = _check_images(x_good, "x_good")
+        self._check_settings(x.shape[1:])
+        feats = self._patches(x)[0].reshape(-1, self.patch_size ** 2)
+        rng = np.random.default_rng(self.random_state)
+        if len(feats) > self.max_patches:
+            feats = feats[rng.choice(len(feats), self.max_patches, replace=False)]
+        if len(feats) < self.n_components:
+            raise ValueError(f"only {len(feats)} training patches for {self.n_components} "
+                             f"mixture components: give more or larger images.")
+        self.gmm_ = GaussianMixture(n_components=self.n_components, covariance_type="full",
+                                    reg_covar=1e-4, random_state=self.random_state).fit(feats)
+        self.image_shape_ = x.shape[1:]
+        return self
+
+    def patch_scores(self, x) -> np.ndarray:
+        """Negative log-likelihood of every patch: ndarray (N, n_rows, n_cols)."""
+        if not hasattr(self, "gmm_"):
+            raise ValueError("TextureInspection is not fitted yet: call fit(x_good) first.")
+        arr = _check_images(x)
+        self._check_settings(arr.shape[1:])
+        feats, _, _ = self._patches(arr)
+        nll = -self.gmm_.score_samples(feats.reshape(-1, feats.shape[-1]))
+        return nll.reshape(feats.shape[:3])
+
+    def anomaly_map(self, x) -> np.ndarray:
+        """Per-pixel mean NLL of the patches covering it: ndarray (N, H, W), higher = worse."""
+        arr = _check_images(x)
+        scores = self.patch_scores(arr)
+        rows, cols = self._starts(arr.shape[1]), self._starts(arr.shape[2])
+        total = np.zeros(arr.shape)
+        count = np.zeros(arr.shape[1:])
+        p = self.patch_size
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                total[:, r:r + p, c:c + p] += scores[:, i, j, None, None]
+                count[r:r + p, c:c + p] += 1
+        return total / count

@@ -166,11 +166,11 @@ CREDITCARD_SCALINGS = ("standard", "quantile")
 def creditcard_epochs(profile: Profile | str | None = None) -> int:
     """Maximum epochs of the credit-card autoencoder (early stopping may end sooner).
 
-    Until profiles have a field of their own this is ``profile.one_class_epochs``
-    (10 fast, 40 workshop, 80 full; the seed deck trained 100).  Taught in notebook 04.
+    ``profile.tabular_epochs``: 10 (fast), 100 (workshop and full, as the seed deck).
+    Taught in notebook 04.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    return int(getattr(prof, "tabular_epochs", prof.one_class_epochs))
+    return int(prof.tabular_epochs)
 
 
 @dataclass
@@ -676,7 +676,7 @@ def _cmd_notebooks(args) -> int:
         name = get_profile(prof).name
         results[name] = []
         for p in paths:
-            r = execute_notebook(p, profile=name, data=args.data)
+            r = execute_notebook(p, profile=name, data=args.data, kernel_log=os.devnull)
             print(f"{name:9s} {p.name:45s} {r.status:6s} {r.seconds:7.1f} s "
                   f"{r.peak_mb if r.peak_mb is not None else 'n/a'} MB", flush=True)
             results[name].append(r)

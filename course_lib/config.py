@@ -38,6 +38,22 @@ class Profile:
         Mini-batch size.
     one_class_epochs : int
         Epochs of the one-class (anomaly detection) autoencoder, trained on a single digit.
+    tabular_epochs : int
+        Maximum epochs of notebook 04's credit-card autoencoder (early stopping may end sooner).
+    tabular_max_normal : int or None
+        At most this many normal transactions of a *downloaded* credit-card file are used
+        (a seeded sample, all frauds kept); ``None``: all.  The embedded sample is always whole.
+    mvtec_size : int
+        Side in pixels of the MVTec-style images of notebook 05 (textures or real MVTec AD).
+    mvtec_n_train : int
+        Defect-free training images per category built for notebook 05 (a fifth of them are
+        kept apart as validation images for the threshold).
+    mvtec_n_test_good, mvtec_n_test_defect : int
+        Good and defective test images per category built for notebook 05.
+    mvtec_samples : int
+        Augmented (flipped / rotated) training samples per epoch of notebook 05's autoencoders.
+    mvtec_epochs : int
+        Epochs of each of notebook 05's autoencoders (L2 and SSIM).
     """
 
     name: str
@@ -47,6 +63,14 @@ class Profile:
     study_epochs: int
     batch_size: int
     one_class_epochs: int
+    tabular_epochs: int = 100
+    tabular_max_normal: int | None = None
+    mvtec_size: int = 64
+    mvtec_n_train: int = 200
+    mvtec_n_test_good: int = 30
+    mvtec_n_test_defect: int = 60
+    mvtec_samples: int = 1500
+    mvtec_epochs: int = 15
 
     def as_dict(self) -> dict:
         """The profile as a plain dictionary (for logs and JSON)."""
@@ -62,11 +86,20 @@ class Profile:
 
 PROFILES = {
     "fast": Profile("fast", n_train=2000, n_test=500, epochs=5, study_epochs=3,
-                    batch_size=32, one_class_epochs=10),
+                    batch_size=32, one_class_epochs=10, tabular_epochs=10,
+                    tabular_max_normal=5000,
+                    mvtec_size=64, mvtec_n_train=60, mvtec_n_test_good=15,
+                    mvtec_n_test_defect=30, mvtec_samples=480, mvtec_epochs=8),
     "workshop": Profile("workshop", n_train=8000, n_test=2000, epochs=15, study_epochs=5,
-                        batch_size=64, one_class_epochs=40),
+                        batch_size=64, one_class_epochs=40, tabular_epochs=100,
+                        tabular_max_normal=20000,
+                        mvtec_size=64, mvtec_n_train=200, mvtec_n_test_good=30,
+                        mvtec_n_test_defect=60, mvtec_samples=1500, mvtec_epochs=25),
     "full": Profile("full", n_train=None, n_test=None, epochs=30, study_epochs=10,
-                    batch_size=128, one_class_epochs=80),
+                    batch_size=128, one_class_epochs=80, tabular_epochs=100,
+                    tabular_max_normal=None,
+                    mvtec_size=128, mvtec_n_train=200, mvtec_n_test_good=30,
+                    mvtec_n_test_defect=60, mvtec_samples=5000, mvtec_epochs=30),
 }
 
 

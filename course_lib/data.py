@@ -609,14 +609,11 @@ def _cap_normal_rows(frame, max_normal: int | None, seed: int):
 def creditcard_max_normal(profile: Profile | str | None = None) -> int | None:
     """How many normal transactions a profile uses at most (``None``: all).
 
-    Derived from the profile's MNIST sizes until the profile has a field of its own:
-    ``2 * (n_train + n_test)``, i.e. 5,000 (fast), 20,000 (workshop), all (full).  The embedded
+    ``profile.tabular_max_normal``: 5,000 (fast), 20,000 (workshop), all (full).  The embedded
     sample (3,102 normal rows) is always used whole.  Taught in notebook 04.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    if prof.n_train is None or prof.n_test is None:
-        return None
-    return 2 * (prof.n_train + prof.n_test)
+    return prof.tabular_max_normal
 
 
 def load_creditcard(source: str | None = None, path=None, profile: Profile | str | None = None,
