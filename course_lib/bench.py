@@ -26,6 +26,10 @@
         pixel AUROC, AUPRO (FPR <= 0.3) and MVTec's Table 2 ratios.  The last line printed is
         one JSON object.  Taught in notebook 05.
 
+    python -m course_lib.bench ssim-speed [--images 32] [--size 128]
+        The course's SSIM map vs scikit-image's on real texture crops: milliseconds, speed
+        ratios and the largest difference of the maps (one JSON line).  Taught in notebook 05.
+
 All run offline.  ``.npz`` files hold ``x`` (uint8, (N, 28, 28)) and ``y`` (labels).
 """
 
@@ -603,6 +607,59 @@ def _cmd_mvtec(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- ssim speed
+def ssim_speed(n_images: int = 32, size: int = 128, repeats: int = 7, seed: int = 0) -> dict:
+    """Time the course's SSIM map against scikit-image's on a batch of real texture crops.
+
+    Crops of ``skimage.data.brick()`` and noisy copies; best of ``repeats`` runs each.  Returns
+    milliseconds for scikit-image (one image at a time), ``ssim_residual_map`` (float32, eager)
+    and ``ssim_map`` inside ``tf.function``, the speed ratios (skimage time / ours) and the
+    largest absolute difference of the maps.  Taught in notebook 05.
+    """
+    import skimage.data
+    from skimage.metrics import structural_similarity
+
+    from course_lib.losses import ssim_map, ssim_residual_map
+
+    rng = np.random.default_rng(seed)
+    brick = skimage.data.brick() / 255.0
+    corners = [(r, c) for r in range(0, brick.shape[0] - size + 1, size // 2)
+               for c in range(0, brick.shape[1] - size + 1, size // 4)]
+    x = np.stack([brick[r:r + size, c:c + size] for r, c in corners[:n_images]])
+    y = np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1)
+
+    def best(fn):
+        fn()  # warm-up (tracing, caches)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t)
+        return min(times) * 1e3, out
+
+    def reference():
+        return np.stack([structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+                                               use_sample_covariance=False, data_range=1.0,
+                                               full=True)[1] for a, b in zip(x, y)])
+
+    import tensorflow as tf
+
+    graph_fn = tf.function(lambda a, b: ssim_map(a, b))
+    xa, ya = x.astype("float32"), y.astype("float32")
+    t_ref, ref = best(reference)
+    t_eager, ours = best(lambda: ssim_residual_map(x, y))
+    t_graph, _ = best(lambda: graph_fn(xa, ya).numpy())
+    return {"images": int(len(x)), "size": size, "skimage_ms": round(t_ref, 1),
+            "course_eager_ms": round(t_eager, 1), "course_tf_function_ms": round(t_graph, 1),
+            "speedup_eager": round(t_ref / t_eager, 2), "speedup_tf_function": round(t_ref / t_graph, 2),
+            "max_abs_diff": float(np.abs((1.0 - ours) - ref).max())}
+
+
+def _cmd_ssim_speed(args) -> int:
+    print(json.dumps(ssim_speed(n_images=args.images, size=args.size)), flush=True)
+    return 0
+
+
 # --------------------------------------------------------------------------- notebooks
 def machine_info() -> dict:
     """CPU, cores, Python and library versions, for the benchmark table."""
@@ -736,6 +793,11 @@ def main(argv=None) -> int:
     mv.add_argument("--profile", default=None, help="fast | workshop | full (size, epochs)")
     mv.add_argument("--seed", default=0, type=int)
     mv.set_defaults(func=_cmd_mvtec)
+
+    sp = sub.add_parser("ssim-speed", help="SSIM map: the course's vs scikit-image's, speed")
+    sp.add_argument("--images", type=int, default=32)
+    sp.add_argument("--size", type=int, default=128)
+    sp.set_defaults(func=_cmd_ssim_speed)
 
     args = parser.parse_args(argv)
     try:

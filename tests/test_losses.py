@@ -144,3 +144,12 @@ def test_residual_map_rejects_bad_input():
         ssim_residual_map(np.full((1, 16, 16), np.nan), np.zeros((1, 16, 16)))
     with pytest.raises(ValueError, match="shape"):
         ssim_residual_map(np.zeros(16), np.zeros(16))
+
+
+def test_ssim_speed_command_reports_agreement_and_ratios():
+    from course_lib.bench import ssim_speed
+
+    r = ssim_speed(n_images=4, size=64, repeats=1)
+    assert r["images"] == 4 and r["size"] == 64
+    assert r["max_abs_diff"] < 1e-3, "the course's map must agree with scikit-image's"
+    assert r["skimage_ms"] > 0 and r["speedup_eager"] > 0 and r["speedup_tf_function"] > 0
