@@ -4,7 +4,7 @@ The package is deliberately small and flat, one module per concern:
 
 - ``course_lib.config``   profiles (``COURSE_PROFILE``), data-source setting, seeds
 - ``course_lib.data``     MNIST and credit-card loading (online, embedded offline subset, your own file)
-- ``course_lib.models``   the dense and convolutional autoencoders
+- ``course_lib.models``   the dense, convolutional and tabular autoencoders
 - ``course_lib.metrics``  reconstruction errors, anomaly scores, thresholds, evaluation
 - ``course_lib.baselines`` classic baselines (PCA reconstruction)
 - ``course_lib.plots``    figures used in the notebooks
@@ -12,6 +12,7 @@ The package is deliberately small and flat, one module per concern:
 - ``course_lib.pixel_metrics`` anomaly-map metrics: pixel AUROC, PRO / AUPRO, MVTec ratios
 - ``course_lib.mvtec``    MVTec AD download and loader, offline texture dataset
 - ``course_lib.runner``   execute every notebook (the course's main job)
+- ``course_lib.doctor``   check a machine before the workshop (``python -m course_lib.doctor``)
 - ``course_lib.bench``    benchmarks and held-apart evaluations (command line)
 
 Importing ``course_lib`` is cheap: Keras/TensorFlow load only when a model helper runs.
