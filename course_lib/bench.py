@@ -30,6 +30,15 @@
         The course's SSIM map vs scikit-image's on real texture crops: milliseconds, speed
         ratios and the largest difference of the maps (one JSON line).  Taught in notebook 05.
 
+    python -m course_lib.bench mvtec-dictionary --root DIR --category C [--profile P] [--seed S]
+                                                [--backbone auto|pretrained|random]
+    python -m course_lib.bench mvtec-knn --root DIR --category C [--profile P] [--seed S]
+                                         [--coreset random|greedy] [--fraction F] [--backbone ...]
+        The same split and metrics as ``mvtec``, for the CNN feature dictionary (PCA 95%,
+        k-means 10) and the PatchCore-style nearest-neighbour memory bank of
+        ``course_lib.features`` (ImageNet ResNet50 features online, a random-conv stand-in
+        offline).  The last line printed is one JSON object.  Taught in notebook 07.
+
 All run offline.  ``.npz`` files hold ``x`` (uint8, (N, 28, 28)) and ``y`` (labels).
 """
 
@@ -607,6 +616,20 @@ def _cmd_mvtec(args) -> int:
     return 0
 
 
+def _cmd_mvtec_features(args) -> int:
+    from course_lib.features import feature_experiment, load_backbone
+    from course_lib.mvtec import load_mvtec_folder
+
+    prof = get_profile(args.profile)
+    data = load_mvtec_folder(args.root, args.category, size=prof.mvtec_size, verbose=False)
+    backbone = load_backbone(args.backbone, seed=args.seed)
+    result = feature_experiment(data, method=args.method, profile=prof, seed=args.seed,
+                                backbone=backbone, coreset=getattr(args, "coreset", "greedy"),
+                                fraction=getattr(args, "fraction", 0.1))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
 # --------------------------------------------------------------------------- ssim speed
 def ssim_speed(n_images: int = 32, size: int = 128, repeats: int = 7, seed: int = 0) -> dict:
     """Time the course's SSIM map against scikit-image's on a batch of real texture crops.
@@ -793,6 +816,21 @@ def main(argv=None) -> int:
     mv.add_argument("--profile", default=None, help="fast | workshop | full (size, epochs)")
     mv.add_argument("--seed", default=0, type=int)
     mv.set_defaults(func=_cmd_mvtec)
+
+    for name, helptext in (("mvtec-dictionary", "MVTec-style category: CNN feature dictionary"),
+                           ("mvtec-knn", "MVTec-style category: PatchCore-style memory bank")):
+        fp = sub.add_parser(name, help=helptext)
+        fp.add_argument("--root", required=True, help="folder holding <category>/train/good, ...")
+        fp.add_argument("--category", required=True, help="e.g. carpet, or brick for textures")
+        fp.add_argument("--profile", default=None, help="fast | workshop | full (sizes)")
+        fp.add_argument("--seed", default=0, type=int)
+        fp.add_argument("--backbone", default="auto", choices=("auto", "pretrained", "random"))
+        if name == "mvtec-knn":
+            fp.add_argument("--coreset", default="greedy", choices=("random", "greedy"))
+            fp.add_argument("--fraction", default=0.1, type=float,
+                            help="share of the good patches kept in the bank (default 0.1)")
+        fp.set_defaults(func=_cmd_mvtec_features, method="dictionary" if name ==
+                        "mvtec-dictionary" else "knn")
 
     sp = sub.add_parser("ssim-speed", help="SSIM map: the course's vs scikit-image's, speed")
     sp.add_argument("--images", type=int, default=32)
