@@ -11,6 +11,8 @@ The package is deliberately small and flat, one module per concern:
 - ``course_lib.losses``   SSIM map and SSIM loss for Keras
 - ``course_lib.pixel_metrics`` anomaly-map metrics: pixel AUROC, PRO / AUPRO, MVTec ratios
 - ``course_lib.mvtec``    MVTec AD download and loader, offline texture dataset
+- ``course_lib.gan``      DCGAN and AnoGAN scoring (with an f-AnoGAN-style encoder)
+- ``course_lib.features`` CNN patch features, feature dictionary, nearest-neighbour memory bank
 - ``course_lib.runner``   execute every notebook (the course's main job)
 - ``course_lib.doctor``   check a machine before the workshop (``python -m course_lib.doctor``)
 - ``course_lib.bench``    benchmarks and held-apart evaluations (command line)
