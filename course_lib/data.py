@@ -95,7 +95,8 @@ def check_images(x, name: str = "x", image_shape: tuple = (28, 28)) -> np.ndarra
         raise DataError(f"{name}: expected {h}x{w} images, got {spatial[0]}x{spatial[1]} "
                         f"(shape {arr.shape}). Resize them first.")
     if len(arr) == 0:
-        raise DataError(f"{name}: holds no images (shape {arr.shape}).")
+        raise DataError(f"{name}: holds no images (shape {arr.shape}); expected a non-empty "
+                        f"batch of {h}x{w} images.")
     if arr.dtype == np.uint8:
         return arr
     if not np.issubdtype(arr.dtype, np.floating):

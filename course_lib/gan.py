@@ -40,22 +40,13 @@ def _check_positive_int(name: str, value) -> int:
 
 
 def _check_images(x, name: str = "x") -> np.ndarray:
-    """Images as float32 (N, 28, 28, 1) in [0, 1]; uint8 (0-255) is rescaled."""
-    arr = np.asarray(x)
-    if arr.ndim == 3:
-        arr = arr[..., None]
-    if arr.ndim != 4 or arr.shape[1:] != (28, 28, 1) or len(arr) == 0:
-        raise ValueError(f"{name} must be a non-empty batch of 28x28 images, shape (N, 28, 28) "
-                         f"or (N, 28, 28, 1), got shape {np.shape(x)}.")
-    if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / 255.0
-    arr = arr.astype(np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values.")
-    if arr.min() < 0.0 or arr.max() > 1.0:
-        raise ValueError(f"{name} must hold uint8 images (0-255) or floats in [0, 1], got values "
-                         f"in [{arr.min():.3g}, {arr.max():.3g}].")
-    return arr
+    """Images as float32 (N, 28, 28, 1) in [0, 1]; uint8 (0-255) is rescaled.
+
+    The validation of ``course_lib.data.check_images`` (shape, dtype, range, NaN).
+    """
+    from course_lib.data import add_channel, check_images
+
+    return add_channel(check_images(x, name=name))
 
 
 # --------------------------------------------------------------------------- the networks
