@@ -16,6 +16,7 @@ The package is deliberately small and flat, one module per concern:
 - ``course_lib.runner``   execute every notebook (the course's main job)
 - ``course_lib.doctor``   check a machine before the workshop (``python -m course_lib.doctor``)
 - ``course_lib.bench``    benchmarks and held-apart evaluations (command line)
+- ``course_lib.colab``    Colab setup cell and Colab/Binder badges (``python -m course_lib.colab sync``)
 
 Importing ``course_lib`` is cheap: Keras/TensorFlow load only when a model helper runs.
 """

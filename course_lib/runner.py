@@ -68,6 +68,17 @@ def _sources(nb) -> list[str]:
     return found
 
 
+def _require_notebook_tools() -> None:
+    """Fail with the install command when nbclient / nbconvert (the ``lab`` extra) are missing."""
+    import importlib.util
+
+    missing = [m for m in ("nbformat", "nbclient", "nbconvert", "ipykernel")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"running notebooks needs {', '.join(missing)}: install the course's "
+                          f"'lab' extra with  pip install -e \".[lab]\"  (make setup does).")
+
+
 def execute_notebook(path, out_dir=None, profile: str | None = None, data: str | None = None,
                      timeout: int = 1800, kernel_log=None) -> RunResult:
     """Run one notebook in a fresh kernel; optionally save the executed copy and HTML export.
@@ -78,6 +89,7 @@ def execute_notebook(path, out_dir=None, profile: str | None = None, data: str |
     messages land there instead of the terminal); default: ``OUT_DIR/logs/NAME.log`` when
     ``out_dir`` is given, else the terminal.
     """
+    _require_notebook_tools()
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
