@@ -3,6 +3,8 @@
 #   make course   execute every notebook on the embedded data -> build/ (+ summary table)
 #   make test     unit tests + every notebook under nbval (fast profile, offline)
 #   make bench    measure wall time and peak memory per notebook -> docs/benchmarks.md, README
+#   make slides   build the workshop deck -> build/slides/index.html (one self-contained file)
+#   make slides-check   ... and check it in headless Chromium (needs the `chromium` package)
 #   make lab      open the notebooks in JupyterLab
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROFILE ?= workshop
 
-.PHONY: setup course test bench lab clean
+.PHONY: setup course test bench slides slides-check lab clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-lab.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +31,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	COURSE_DATA=offline $(BIN)/python -m course_lib.bench notebooks --profiles fast workshop \
 		--output docs/benchmarks.md --readme README.md
+
+slides: $(STAMP)
+	COURSE_PROFILE=$(PROFILE) COURSE_DATA=offline $(BIN)/python -m slides.build
+
+slides-check: $(STAMP)
+	COURSE_PROFILE=$(PROFILE) COURSE_DATA=offline $(BIN)/python -m slides.build --check
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks

@@ -1,0 +1,296 @@
+"""The deck's figures and numbers, computed by ``course_lib`` when the deck is built.
+
+Nothing here is a stored picture: every figure is drawn from a model trained a moment before,
+with the same helpers and settings as the notebook named in its docstring, sized by the active
+profile (``COURSE_PROFILE``).  Each figure function takes a :class:`Run` (which loads data and
+trains shared models once) and returns ``(figure, facts)``: a matplotlib Figure and a dict of
+numbers that the deck's text can quote as ``{{name.key}}``.
+
+Used by ``python -m slides.build``; the figures repeat what notebooks 01-07 show, at deck size.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+
+import numpy as np
+
+NORMAL_DIGIT = 7          # notebooks 03 and 06 use digit 7 as the normal class
+TEXTURE = "brick"         # notebooks 05 and 07 use the brick texture offline
+FIGURES = {}              # name -> function(run) -> (figure, facts)
+
+
+def figure(fn):
+    """Register a figure function under its name (``figure:<name>`` in deck.md)."""
+    FIGURES[fn.__name__] = fn
+    return fn
+
+
+class Run:
+    """Data and trained models shared by several figures, each made once per build."""
+
+    def __init__(self, profile=None, seed: int = 0):
+        from course_lib.config import get_profile, set_seed
+
+        self.profile = get_profile(profile)
+        self.seed = seed
+        self.sources = {}          # dataset -> "online" / "embedded" / "file"
+        set_seed(seed)
+
+    @cached_property
+    def mnist(self):
+        from course_lib.data import load_mnist
+
+        data = load_mnist(profile=self.profile)
+        self.sources["MNIST"] = data.source
+        return data
+
+    @cached_property
+    def dense(self):
+        """Notebook 01's dense 784-32-784 autoencoder, trained on the profile's images."""
+        from course_lib.config import set_seed
+        from course_lib.data import flatten
+        from course_lib.models import build_dense_autoencoder
+
+        set_seed(self.seed)
+        ae, _, _ = build_dense_autoencoder(784, 32)
+        x = flatten(self.mnist.x_train)
+        ae.fit(x, x, epochs=self.profile.epochs, batch_size=self.profile.batch_size, verbose=0)
+        return ae
+
+    @cached_property
+    def one_class(self):
+        """Notebook 03's one-class autoencoder, trained on digit 7 only."""
+        from course_lib.bench import train_one_class
+
+        x_normal = self.mnist.x_train[self.mnist.y_train == NORMAL_DIGIT]
+        return train_one_class(x_normal, self.profile, seed=self.seed)
+
+    @cached_property
+    def textures(self):
+        from course_lib.mvtec import load_textures
+
+        p = self.profile
+        data = load_textures(TEXTURE, size=p.mvtec_size, n_train=p.mvtec_n_train,
+                             n_test_good=p.mvtec_n_test_good, n_test_defect=p.mvtec_n_test_defect)
+        self.sources["textures"] = data.source
+        return data
+
+
+def _mse(x, x_hat) -> np.ndarray:
+    from course_lib.metrics import reconstruction_error
+
+    return reconstruction_error(x, x_hat)
+
+
+@figure
+def mnist_reconstructions(run: Run):
+    """Test digits and their reconstructions by the dense 784-32-784 autoencoder (notebook 01)."""
+    from course_lib.data import flatten
+    from course_lib.plots import plot_reconstructions
+
+    x = flatten(run.mnist.x_test)
+    x_hat = run.dense.predict(x, verbose=0)
+    fig = plot_reconstructions(x[:10], x_hat[:10])
+    return fig, {"test_mse": f"{np.mean(_mse(x, x_hat)):.4f}",
+                 "n_train": f"{len(run.mnist.x_train):,}", "n_test": f"{len(x):,}",
+                 "epochs": run.profile.epochs, "ratio": f"{784 / 32:.1f}"}
+
+
+@figure
+def conv_vs_dense(run: Run):
+    """The same test digits through the dense and the convolutional autoencoder (notebook 02)."""
+    from course_lib.config import set_seed
+    from course_lib.data import add_channel, flatten
+    from course_lib.models import build_conv_autoencoder
+    from course_lib.plots import plot_image_rows
+
+    set_seed(run.seed)
+    cae, _, _ = build_conv_autoencoder((28, 28, 1))
+    x_train, x_test = add_channel(run.mnist.x_train), add_channel(run.mnist.x_test)
+    cae.fit(x_train, x_train, epochs=run.profile.epochs, batch_size=run.profile.batch_size,
+            verbose=0)
+    conv = cae.predict(x_test, verbose=0)
+    dense = run.dense.predict(flatten(run.mnist.x_test), verbose=0)
+    fig = plot_image_rows({"original": x_test[:10], "dense": dense[:10],
+                           "convolutional": conv[:10]})
+    return fig, {"conv_mse": f"{np.mean(_mse(flatten(x_test), flatten(conv))):.4f}",
+                 "dense_mse": f"{np.mean(_mse(flatten(x_test), dense)):.4f}",
+                 "conv_params": f"{cae.count_params():,}",
+                 "dense_params": f"{run.dense.count_params():,}"}
+
+
+@figure
+def odd_inputs(run: Run):
+    """Inputs unlike the training digits reconstruct badly (notebooks 02-03)."""
+    from course_lib.data import flatten
+    from course_lib.plots import plot_image_rows
+
+    digits = run.mnist.x_test[:8]
+    rng = np.random.default_rng(1)
+    groups = {"digits": digits,
+              "noise": rng.integers(0, 256, size=digits.shape, dtype=np.uint8),
+              "rotated": np.rot90(digits, k=1, axes=(1, 2))}
+    rows, facts = {}, {}
+    for name, x in groups.items():
+        x = flatten(x)
+        x_hat = run.dense.predict(x, verbose=0)
+        rows[name] = x
+        rows[f"{name}: AE"] = x_hat
+        facts[f"{name}_mse"] = f"{np.mean(_mse(x, x_hat)):.4f}"
+    return plot_image_rows(rows, n=8, figsize_per_image=0.9), facts
+
+
+@figure
+def one_class_scores(run: Run):
+    """Score histograms and ROC of the one-class autoencoder on digit 7 (notebook 03)."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score
+
+    from course_lib.baselines import PCAReconstruction
+    from course_lib.data import flatten
+    from course_lib.metrics import anomaly_scores
+    from course_lib.plots import plot_roc_pr, plot_score_histograms
+
+    data = run.mnist
+    y = (data.y_test != NORMAL_DIGIT).astype(int)
+    scores = anomaly_scores(run.one_class, flatten(data.x_test))
+    x_normal = flatten(data.x_train[data.y_train == NORMAL_DIGIT])
+    pca = PCAReconstruction(n_components=min(32, len(x_normal) - 1)).fit(x_normal)
+    pca_scores = pca.score_samples(flatten(data.x_test))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    plot_score_histograms({f"digit {NORMAL_DIGIT} (normal)": scores[y == 0],
+                           "other digits": scores[y == 1]}, bins=40, ax=axes[0])
+    axes[0].set_xlabel("reconstruction error (MSE)")
+    plot_roc_pr(y, {"autoencoder": scores, "PCA": pca_scores}, axes=axes[1:])
+    fig.tight_layout()
+    return fig, {"auroc": f"{roc_auc_score(y, scores):.3f}",
+                 "pca_auroc": f"{roc_auc_score(y, pca_scores):.3f}",
+                 "n_normal": f"{int(np.sum(data.y_train == NORMAL_DIGIT)):,}",
+                 "base_rate": f"{y.mean():.2f}", "digit": NORMAL_DIGIT}
+
+
+@figure
+def creditcard(run: Run):
+    """Error histogram per class (log y) and ROC/PR against two baselines (notebook 04)."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from course_lib.bench import creditcard_baselines, split_creditcard, train_tabular_autoencoder
+    from course_lib.data import load_creditcard
+    from course_lib.metrics import anomaly_scores
+    from course_lib.plots import plot_roc_pr, plot_score_histograms
+
+    data = load_creditcard(profile=run.profile)
+    run.sources["credit card"] = data.source
+    split = split_creditcard(data.frame, seed=run.seed)
+    ae, _ = train_tabular_autoencoder(split.x_train, split.x_val, run.profile, seed=run.seed)
+    scores = {"autoencoder": anomaly_scores(ae, split.x_test)}
+    scores.update(creditcard_baselines(split, seed=run.seed))
+    y = split.y_test
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    ae_scores = scores["autoencoder"]
+    plot_score_histograms({"normal": ae_scores[y == 0], "fraud": ae_scores[y == 1]},
+                          bins=40, ax=axes[0])
+    axes[0].set_xlabel("reconstruction error (MSE)")
+    plot_roc_pr(y, scores, axes=axes[1:])
+    fig.tight_layout()
+    facts = {"n_train": f"{len(split.x_train):,}", "n_test": f"{len(y):,}",
+             "n_fraud": f"{int(y.sum()):,}", "fraud_share": f"{100 * y.mean():.1f}%"}
+    for key, name in (("ae", "autoencoder"), ("iforest", "Isolation Forest"),
+                      ("pca", "PCA reconstruction")):
+        facts[f"{key}_auroc"] = f"{roc_auc_score(y, scores[name]):.3f}"
+        facts[f"{key}_ap"] = f"{average_precision_score(y, scores[name]):.3f}"
+    return fig, facts
+
+
+def _map_rows(data, maps: dict, n: int = 6) -> dict:
+    """Rows of defective test images, their masks and each method's anomaly map."""
+    show = np.flatnonzero(data.y_test == 1)[:n]
+    rows = {"image": data.x_test[show], "ground truth": data.masks_test[show].astype(float)}
+    for name, m in maps.items():
+        m = m[show]
+        rows[name] = m / max(float(m.max()), 1e-12)
+    return rows
+
+
+@figure
+def mvtec_l2_vs_ssim(run: Run):
+    """Residual maps of the L2 and the SSIM autoencoder next to the ground truth (notebook 05)."""
+    from course_lib.bench import mvtec_experiment
+    from course_lib.plots import plot_image_rows
+
+    data = run.textures
+    results, maps = {}, {}
+    for loss in ("l2", "ssim"):
+        results[loss], details = mvtec_experiment(data, loss=loss, profile=run.profile,
+                                                  seed=run.seed, return_details=True)
+        maps[f"{loss.upper()} residual"] = details["test_maps"]
+    fig = plot_image_rows(_map_rows(data, maps), n=6, figsize_per_image=1.3)
+    facts = {"category": data.category, "size": data.x_test.shape[1],
+             "n_test": len(data.x_test), "n_defective": int(data.y_test.sum())}
+    for loss, r in results.items():
+        for key in ("image_auroc", "pixel_auroc", "aupro"):
+            facts[f"{loss}_{key}"] = f"{r[key]:.2f}"
+    return fig, facts
+
+
+@figure
+def anogan(run: Run):
+    """DCGAN samples, AnoGAN's latent-search reconstructions and its AUROC (notebook 06)."""
+    from sklearn.metrics import roc_auc_score
+
+    from course_lib.data import add_channel, flatten
+    from course_lib.gan import anogan_scores, train_dcgan
+    from course_lib.metrics import anomaly_scores
+    from course_lib.plots import plot_image_rows
+
+    data, p = run.mnist, run.profile
+    gan = train_dcgan(data.x_train[data.y_train == NORMAL_DIGIT], p, seed=run.seed)
+    rng = np.random.default_rng(0)
+    idx_normal = np.flatnonzero(data.y_test == NORMAL_DIGIT)
+    idx_other = np.flatnonzero(data.y_test != NORMAL_DIGIT)
+    half = min(p.anogan_n_test // 2, len(idx_normal))
+    chosen = np.r_[rng.choice(idx_normal, half, replace=False),
+                   rng.choice(idx_other, half, replace=False)]
+    x, y = data.x_test[chosen], (data.y_test[chosen] != NORMAL_DIGIT).astype(int)
+    ano = anogan_scores(gan.generator, gan.discriminator, x, steps=p.anogan_steps, seed=run.seed)
+    start = time.perf_counter()
+    ae_scores = anomaly_scores(run.one_class, flatten(x))
+    ae_seconds = time.perf_counter() - start
+    show = np.r_[np.flatnonzero(y == 0)[:4], np.flatnonzero(y == 1)[:4]]
+    last_epoch = max(gan.samples)
+    fig = plot_image_rows({"G(z), random z": gan.samples[last_epoch][:8],
+                           "test image x": add_channel(x)[show],
+                           "G(z*) after search": ano["reconstructions"][show]},
+                          n=8, figsize_per_image=0.95)
+    return fig, {"auroc": f"{roc_auc_score(y, ano['score']):.3f}",
+                 "ae_auroc": f"{roc_auc_score(y, ae_scores):.3f}",
+                 "n_test": len(y), "steps": p.anogan_steps, "epochs": p.gan_epochs,
+                 "ms_per_image": f"{1000 * ano['seconds'] / len(y):.0f}",
+                 "ae_ms_per_image": f"{1000 * ae_seconds / len(y):.2f}"}
+
+
+@figure
+def feature_maps(run: Run):
+    """Feature-dictionary and memory-bank anomaly maps on the same images (notebook 07)."""
+    from course_lib.features import feature_experiment, load_backbone
+    from course_lib.plots import plot_image_rows
+
+    data = run.textures
+    backbone = load_backbone("auto", seed=run.seed, verbose=False)
+    results, maps = {}, {}
+    for method, label in (("dictionary", "dictionary"), ("knn", "memory bank")):
+        results[method], details = feature_experiment(data, method, profile=run.profile,
+                                                      seed=run.seed, backbone=backbone,
+                                                      return_details=True)
+        maps[label] = details["test_maps"]
+    fig = plot_image_rows(_map_rows(data, maps), n=6, figsize_per_image=1.3)
+    facts = {"backbone": backbone.name,
+             "pretrained": "ImageNet-pretrained" if backbone.pretrained else
+             "random-weight stand-in (offline; no pretrained weights)"}
+    for method, r in results.items():
+        for key in ("image_auroc", "pixel_auroc", "aupro"):
+            facts[f"{method}_{key}"] = f"{r[key]:.2f}"
+    return fig, facts
