@@ -53,22 +53,9 @@ class PCAReconstruction:
 # --------------------------------------------------------------------------- anomaly maps
 def _check_images(x, name: str = "x", min_images: int = 1) -> np.ndarray:
     """Grayscale images as float64 (N, H, W); a trailing channel axis of 1 is dropped."""
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected an array of numbers of shape (N, H, W) "
-                         f"({exc}).") from exc
-    if arr.ndim == 4 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 3:
-        raise ValueError(f"{name}: expected grayscale images of shape (N, H, W) or "
-                         f"(N, H, W, 1), got shape {arr.shape}.")
-    if len(arr) < min_images or arr.size == 0:
-        raise ValueError(f"{name}: expected at least {min_images} image(s), got shape "
-                         f"{arr.shape}.")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: contains NaN or infinite values.")
-    return arr
+    from course_lib.data import check_image_batch
+
+    return check_image_batch(x, name, np.float64, min_images=min_images)
 
 
 class VariationModel:

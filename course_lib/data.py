@@ -113,6 +113,44 @@ def check_images(x, name: str = "x", image_shape: tuple = (28, 28)) -> np.ndarra
     return arr
 
 
+def check_image_batch(x, name: str = "x", dtype=np.float64, min_images: int = 1,
+                      min_side: int = 1, unit_range: bool = False,
+                      what: str = "grayscale images") -> np.ndarray:
+    """Validate a batch of same-size grayscale images (or anomaly maps) of any size.
+
+    Accepts shape (N, H, W) or (N, H, W, 1) (the channel axis is dropped) and returns a
+    ``dtype`` array (N, H, W).  Rejects non-numbers, other shapes, fewer than ``min_images``
+    images, sides below ``min_side``, NaN/inf and, with ``unit_range``, values outside [0, 1],
+    each with a message that says what was expected.  The MVTec-size sibling of
+    :func:`check_images`, used by the baselines (notebook 05), the anomaly-map metrics
+    (notebook 05) and the feature models (notebook 07).
+    """
+    try:
+        arr = np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name}: expected an array of numbers of shape (N, H, W) "
+                        f"({exc}).") from exc
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 3:
+        raise DataError(f"{name}: expected {what} of shape (N, H, W) or (N, H, W, 1), got "
+                        f"shape {arr.shape}.")
+    if len(arr) < min_images or arr.size == 0:
+        raise DataError(f"{name}: expected at least {min_images} image(s), got shape "
+                        f"{arr.shape}.")
+    if min(arr.shape[1:]) < min_side:
+        raise DataError(f"{name}: expected {what} of at least {min_side}x{min_side} pixels, "
+                        f"got shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise DataError(f"{name}: contains {bad} NaN or infinite value(s); clean or drop those "
+                        f"images first (for anomaly maps: check the model's output).")
+    if unit_range and (arr.min() < -1e-3 or arr.max() > 1 + 1e-3):
+        raise DataError(f"{name}: pixel values must lie in [0, 1], found [{arr.min():.3g}, "
+                        f"{arr.max():.3g}] (divide uint8 images by 255).")
+    return arr
+
+
 def check_labels(y, n: int, name: str = "y") -> np.ndarray:
     """Validate integer class labels: 1-D, ``n`` of them, non-negative, no NaN."""
     arr = np.asarray(y)

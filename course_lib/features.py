@@ -83,22 +83,10 @@ class Backbone:
 
 # --------------------------------------------------------------------------- validation
 def _check_images(x, name: str = "x") -> np.ndarray:
-    """Grayscale images (N, H, W) (or (N, H, W, 1)) in [0, 1] as float32."""
-    try:
-        arr = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected grayscale images (N, H, W) in [0, 1] ({exc}).") from exc
-    if arr.ndim == 4 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 3 or arr.shape[0] == 0 or min(arr.shape[1:]) < 16:
-        raise ValueError(f"{name}: expected grayscale images of shape (N, H, W) with N >= 1 and "
-                         f"H, W >= 16, got shape {arr.shape}.")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: contains NaN or infinite values.")
-    if arr.min() < -1e-3 or arr.max() > 1 + 1e-3:
-        raise ValueError(f"{name}: pixel values must lie in [0, 1], found [{arr.min():.3g}, "
-                         f"{arr.max():.3g}] (divide uint8 images by 255).")
-    return arr
+    """Grayscale images (N, H, W) (or (N, H, W, 1)) in [0, 1], at least 16x16, as float32."""
+    from course_lib.data import check_image_batch
+
+    return check_image_batch(x, name, np.float32, min_side=16, unit_range=True)
 
 
 def _check_features(features, name: str = "features") -> np.ndarray:
@@ -332,6 +320,15 @@ class _PatchModel:
         if not hasattr(self, "n_features_"):
             raise ValueError(f"{type(self).__name__} is not fitted yet: call fit(x_good) first.")
 
+    def _fitted_features(self, features) -> np.ndarray:
+        """Check that the model is fitted and ``features`` (n, d) match its dimension."""
+        self._check_fitted()
+        f = _check_features(features)
+        if f.shape[1] != self.n_features_:
+            raise ValueError(f"features have {f.shape[1]} dimensions, the "
+                             f"{type(self).__name__} was fitted on {self.n_features_}.")
+        return f
+
     def patch_score_maps(self, x) -> np.ndarray:
         """Anomaly score of every patch of images ``x``: (N, h, w)."""
         self._check_fitted()
@@ -398,11 +395,7 @@ class FeatureDictionary(_PatchModel):
 
     def patch_scores(self, features) -> np.ndarray:
         """Distance of each patch (n, d) to its nearest dictionary centre (PCA space): (n,)."""
-        self._check_fitted()
-        f = _check_features(features)
-        if f.shape[1] != self.n_features_:
-            raise ValueError(f"features have {f.shape[1]} dimensions, the dictionary "
-                             f"{self.n_features_}.")
+        f = self._fitted_features(features)
         z = self.pca_.transform(f).astype(np.float64)
         d2 = ((z ** 2).sum(1)[:, None] - 2 * z @ self.centers_.T
               + (self.centers_ ** 2).sum(1)[None, :])
@@ -500,11 +493,7 @@ class PatchMemoryBank(_PatchModel):
 
     def patch_scores(self, features) -> np.ndarray:
         """Distance of each patch (n, d) to its nearest neighbour in the bank: (n,)."""
-        self._check_fitted()
-        f = _check_features(features)
-        if f.shape[1] != self.n_features_:
-            raise ValueError(f"features have {f.shape[1]} dimensions, the bank "
-                             f"{self.n_features_}.")
+        f = self._fitted_features(features)
         return self.nn_.kneighbors(f)[0][:, 0]
 
 

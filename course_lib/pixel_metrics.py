@@ -32,23 +32,9 @@ DEFAULT_MAX_FPR = 0.3
 # --------------------------------------------------------------------------- validation
 def _check_maps(maps, name: str = "maps") -> np.ndarray:
     """Anomaly maps as a float64 array (N, H, W); a trailing channel axis of 1 is dropped."""
-    try:
-        arr = np.asarray(maps, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected an array of numbers of shape (N, H, W) "
-                         f"({exc}).") from exc
-    if arr.ndim == 4 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 3:
-        raise ValueError(f"{name}: expected anomaly maps of shape (N, H, W) or (N, H, W, 1), "
-                         f"got shape {arr.shape}.")
-    if arr.size == 0:
-        raise ValueError(f"{name}: is empty (shape {arr.shape}).")
-    if not np.all(np.isfinite(arr)):
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name}: contains {bad} NaN or infinite value(s); anomaly maps must "
-                         f"be finite (check the model's output).")
-    return arr
+    from course_lib.data import check_image_batch
+
+    return check_image_batch(maps, name, np.float64, what="anomaly maps")
 
 
 def _check_masks(masks, shape, name: str = "masks") -> np.ndarray:

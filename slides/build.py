@@ -204,6 +204,8 @@ def render_slide(slide: Slide, md, pngs: dict, facts: dict, total: int) -> str:
     if slide.notebook:
         stem = notebook_path(slide.notebook).name
         footer = f'<span class="notebook">Notebook {stem[:2]}: notebooks/{stem}</span>'
+    elif "title" not in slide.classes:   # agenda, summary: the whole course
+        footer = '<span class="notebook">Notebooks 01-07: notebooks/ (course map: README.md)</span>'
     classes = " ".join(["slide", *slide.classes])
     nb_attr = f' data-notebook="{html.escape(notebook_path(slide.notebook).name)}"' \
         if slide.notebook else ""

@@ -196,3 +196,28 @@ def test_mnist_download_is_atomic_and_verified(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="corrupted"):
         D._download_keras_mnist()
     assert list(cache_dir.iterdir()) == [], "a failed download must leave nothing in the cache"
+
+
+def test_check_image_batch_accepts_any_size_and_drops_the_channel():
+    from course_lib.data import check_image_batch
+
+    x = np.random.default_rng(0).random((3, 20, 24, 1))
+    out = check_image_batch(x, dtype=np.float32)
+    assert out.shape == (3, 20, 24) and out.dtype == np.float32
+    np.testing.assert_allclose(out, x[..., 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("x, kwargs, message", [
+    (np.zeros((4, 4)), {}, r"shape \(N, H, W\) or \(N, H, W, 1\), got shape \(4, 4\)"),
+    (np.zeros((1, 4, 4)), {"min_images": 2}, "at least 2 image"),
+    (np.zeros((0, 4, 4)), {}, "at least 1 image"),
+    (np.zeros((2, 8, 20)), {"min_side": 16}, "at least 16x16 pixels"),
+    (np.full((1, 4, 4), np.nan), {}, "contains 16 NaN"),
+    (np.full((1, 4, 4), 2.0), {"unit_range": True}, r"\[0, 1\]"),
+    ([["a"]], {}, "array of numbers"),
+])
+def test_check_image_batch_rejects_bad_input(x, kwargs, message):
+    from course_lib.data import DataError, check_image_batch
+
+    with pytest.raises(DataError, match=message):
+        check_image_batch(x, name="maps", **kwargs)

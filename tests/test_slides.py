@@ -91,6 +91,10 @@ def test_render_slide_embeds_figures_and_points_to_the_notebook():
     assert "notebooks/03_anomaly_detection_principles.ipynb" in html
     assert '<span class="number">1 / 9</span>' in html
     assert '<aside class="notes"><p>notes here</p>' in html
+    md = build.markdown_renderer()
+    general, title = build.split_slides("## Summary\n---\n<!-- class: title -->\n# Deck")
+    assert "course map: README.md" in build.render_slide(general, md, {}, {}, total=2)
+    assert 'class="notebook"' not in build.render_slide(title, md, {}, {}, total=2)
 
 
 def test_the_deck_follows_the_course():
