@@ -343,7 +343,7 @@ def creditcard_baselines(split: CreditCardSplit, seed: int = 0) -> dict:
 
 def creditcard_one_class(frame, profile: Profile | str | None = None, seed: int = 0,
                          test_fraction: float = CREDITCARD_TEST_FRACTION,
-                         scaling: str = "standard") -> dict:
+                         scaling: str = "standard", return_details: bool = False):
     """The whole credit-card experiment: split, scale, train on normals, score, compare.
 
     Returns a dict with ``auroc`` and ``auprc`` (autoencoder; fraud = positive class),
@@ -351,7 +351,9 @@ def creditcard_one_class(frame, profile: Profile | str | None = None, seed: int 
     ``baseline_pca_auprc``, ``n_train`` (training normals), ``n_val`` (validation normals),
     ``n_test`` (test rows), ``n_test_normal``, ``n_fraud``, ``fraud_share_test``, ``epochs``
     (run), ``seconds``, ``profile``, ``seed``, ``scaling``.  The baselines are fitted on the
-    same training normals.  Taught in notebook 04.
+    same training normals.  With ``return_details`` it returns ``(result, details)``,
+    ``details`` = ``{"split", "autoencoder", "scores"}`` (``scores``: model name -> test scores),
+    for plots of the same run (the workshop deck).  Taught in notebook 04.
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -369,7 +371,7 @@ def creditcard_one_class(frame, profile: Profile | str | None = None, seed: int 
         return round(float(fn(y, scores[name])), 4)
 
     n_fraud = int(y.sum())
-    return {
+    result = {
         "auroc": metric(roc_auc_score, "autoencoder"),
         "auprc": metric(average_precision_score, "autoencoder"),
         "baseline_iforest_auroc": metric(roc_auc_score, "Isolation Forest"),
@@ -388,6 +390,9 @@ def creditcard_one_class(frame, profile: Profile | str | None = None, seed: int 
         "seed": int(seed),
         "scaling": scaling,
     }
+    if return_details:
+        return result, {"split": split, "autoencoder": autoencoder, "scores": scores}
+    return result
 
 
 def _cmd_creditcard(args) -> int:

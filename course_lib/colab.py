@@ -108,17 +108,6 @@ def list_notebooks(root: Path | str = REPO) -> list[Path]:
     return sorted((Path(root) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def _title(path: Path) -> str:
-    """The notebook's title: its first ``# NN - Title`` heading without the number."""
-    try:
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        first = "".join(cells[0]["source"]).splitlines()[0] if cells else ""
-    except (OSError, ValueError, KeyError, IndexError):
-        first = ""
-    m = re.match(r"#+\s*(?:\d+\s*[-:.]\s*)?(.+)", first)
-    return m.group(1).strip() if m else path.stem
-
-
 def badge_cell(url: str, notebook_name: str) -> str:
     """The "Open in Colab" and Binder badges of one notebook (the README course map's last column)."""
     return (f"[![Open In Colab]({COLAB_BADGE})]({colab_url(notebook_name, url)}) "
@@ -132,10 +121,14 @@ def launch_line(url: str) -> str:
             f"first start builds the environment and takes a few minutes).")
 
 
+def notebook_badge_lines(url: str, root: Path | str = REPO) -> list[str]:
+    """``"<notebook>: <badges>"`` for every notebook (``python -m course_lib.colab badges``)."""
+    return [f"{nb.name}: {badge_cell(url, nb.name)}" for nb in list_notebooks(root)]
+
+
 def readme_badges(url: str, root: Path | str = REPO) -> str:
-    """The launch line and one line of badges per notebook (``python -m course_lib.colab badges``)."""
-    return "\n".join([launch_line(url)] + [f"{nb.name}: {badge_cell(url, nb.name)}"
-                                           for nb in list_notebooks(root)])
+    """The whole-course launch line, then one line of badges per notebook."""
+    return "\n".join([launch_line(url), *notebook_badge_lines(url, root)])
 
 
 def _cell_lines(text: str) -> list[str]:
@@ -250,9 +243,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     url = repository_url()
     if args.command == "badges":
-        for nb in list_notebooks():
-            print(f"{nb.name}: [![Open In Colab]({COLAB_BADGE})]({colab_url(nb.name, url)}) "
-                  f"[![Binder]({BINDER_BADGE})]({binder_url(url, nb.name)})")
+        print("\n".join(notebook_badge_lines(url)))
         return 0
     stale = sync(check=args.command == "check")
     has_markers = BADGES_START in (REPO / "README.md").read_text(encoding="utf-8")

@@ -200,15 +200,14 @@ def render_slide(slide: Slide, md, pngs: dict, facts: dict, total: int) -> str:
         uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
         body = body.replace(f'src="figure:{name}"', f'src="{uri}"')
     notes = md.render(fill_facts(slide.notes, facts, slide)) if slide.notes else ""
-    footer = ""
+    footer, nb_attr = "", ""
     if slide.notebook:
-        stem = notebook_path(slide.notebook).name
-        footer = f'<span class="notebook">Notebook {stem[:2]}: notebooks/{stem}</span>'
+        name = notebook_path(slide.notebook).name
+        footer = f'<span class="notebook">Notebook {name[:2]}: notebooks/{name}</span>'
+        nb_attr = f' data-notebook="{html.escape(name)}"'
     elif "title" not in slide.classes:   # agenda, summary: the whole course
         footer = '<span class="notebook">Notebooks 01-07: notebooks/ (course map: README.md)</span>'
     classes = " ".join(["slide", *slide.classes])
-    nb_attr = f' data-notebook="{html.escape(notebook_path(slide.notebook).name)}"' \
-        if slide.notebook else ""
     return (f'<section class="{classes}" id="slide-{slide.number}"{nb_attr}>\n{body}'
             f'<footer>{footer}<span class="number">{slide.number} / {total}</span></footer>\n'
             + (f'<aside class="notes">{notes}</aside>\n' if notes else "") + "</section>")

@@ -149,6 +149,7 @@ def one_class_scores(run: Run):
     from sklearn.metrics import roc_auc_score
 
     from course_lib.baselines import PCAReconstruction
+    from course_lib.bench import PCA_COMPONENTS
     from course_lib.data import flatten
     from course_lib.metrics import anomaly_scores
     from course_lib.plots import plot_roc_pr, plot_score_histograms
@@ -157,7 +158,7 @@ def one_class_scores(run: Run):
     y = (data.y_test != NORMAL_DIGIT).astype(int)
     scores = anomaly_scores(run.one_class, flatten(data.x_test))
     x_normal = flatten(data.x_train[data.y_train == NORMAL_DIGIT])
-    pca = PCAReconstruction(n_components=min(32, len(x_normal) - 1)).fit(x_normal)
+    pca = PCAReconstruction(n_components=min(PCA_COMPONENTS, len(x_normal) - 1)).fit(x_normal)
     pca_scores = pca.score_samples(flatten(data.x_test))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     plot_score_histograms({f"digit {NORMAL_DIGIT} (normal)": scores[y == 0],
@@ -175,20 +176,16 @@ def one_class_scores(run: Run):
 def creditcard(run: Run):
     """Error histogram per class (log y) and ROC/PR against two baselines (notebook 04)."""
     import matplotlib.pyplot as plt
-    from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from course_lib.bench import creditcard_baselines, split_creditcard, train_tabular_autoencoder
+    from course_lib.bench import creditcard_one_class
     from course_lib.data import load_creditcard
-    from course_lib.metrics import anomaly_scores
     from course_lib.plots import plot_roc_pr, plot_score_histograms
 
     data = load_creditcard(profile=run.profile)
     run.sources["credit card"] = data.source
-    split = split_creditcard(data.frame, seed=run.seed)
-    ae, _ = train_tabular_autoencoder(split.x_train, split.x_val, run.profile, seed=run.seed)
-    scores = {"autoencoder": anomaly_scores(ae, split.x_test)}
-    scores.update(creditcard_baselines(split, seed=run.seed))
-    y = split.y_test
+    r, details = creditcard_one_class(data.frame, run.profile, seed=run.seed,
+                                      return_details=True)
+    scores, y = details["scores"], details["split"].y_test
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     ae_scores = scores["autoencoder"]
     plot_score_histograms({"normal": ae_scores[y == 0], "fraud": ae_scores[y == 1]},
@@ -196,13 +193,14 @@ def creditcard(run: Run):
     axes[0].set_xlabel("reconstruction error (MSE)")
     plot_roc_pr(y, scores, axes=axes[1:])
     fig.tight_layout()
-    facts = {"n_train": f"{len(split.x_train):,}", "n_test": f"{len(y):,}",
-             "n_fraud": f"{int(y.sum()):,}", "fraud_share": f"{100 * y.mean():.1f}%"}
-    for key, name in (("ae", "autoencoder"), ("iforest", "Isolation Forest"),
-                      ("pca", "PCA reconstruction")):
-        facts[f"{key}_auroc"] = f"{roc_auc_score(y, scores[name]):.3f}"
-        facts[f"{key}_ap"] = f"{average_precision_score(y, scores[name]):.3f}"
-    return fig, facts
+    return fig, {"n_train": f"{r['n_train']:,}", "n_test": f"{r['n_test']:,}",
+                 "n_fraud": f"{r['n_fraud']:,}",
+                 "fraud_share": f"{100 * r['fraud_share_test']:.1f}%",
+                 "ae_auroc": f"{r['auroc']:.3f}", "ae_ap": f"{r['auprc']:.3f}",
+                 "iforest_auroc": f"{r['baseline_iforest_auroc']:.3f}",
+                 "iforest_ap": f"{r['baseline_iforest_auprc']:.3f}",
+                 "pca_auroc": f"{r['baseline_pca_auroc']:.3f}",
+                 "pca_ap": f"{r['baseline_pca_auprc']:.3f}"}
 
 
 def _map_rows(data, maps: dict, n: int = 6) -> dict:

@@ -408,3 +408,16 @@ def test_creditcard_cli_reports_bad_files(tmp_path, capsys):
     assert bench.main(["creditcard", "--csv", str(bad)]) == 2
     assert "missing column" in capsys.readouterr().err
 
+
+
+def test_creditcard_one_class_details_are_the_run_behind_its_numbers(sample):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    result, details = bench.creditcard_one_class(sample, profile="fast", return_details=True)
+    y, scores = details["split"].y_test, details["scores"]
+    assert set(scores) == {"autoencoder", "Isolation Forest", "PCA reconstruction"}
+    assert all(len(s) == len(y) == result["n_test"] for s in scores.values())
+    assert result["auroc"] == round(float(roc_auc_score(y, scores["autoencoder"])), 4)
+    assert result["baseline_iforest_auprc"] == round(
+        float(average_precision_score(y, scores["Isolation Forest"])), 4)
+    assert result["auroc"] > 0.8           # a trained model is far above chance on this sample
