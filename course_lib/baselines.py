@@ -1,8 +1,16 @@
-"""Classic baselines to compare the autoencoders with (scikit-learn)."""
+"""Classic baselines to compare the autoencoders with (scikit-learn, NumPy).
+
+- :class:`PCAReconstruction`: the best *linear* autoencoder (notebooks 03, 04);
+- :class:`VariationModel`: per-pixel mean and spread of aligned good images (notebook 05);
+- :class:`TextureInspection`: a Gaussian mixture of small patches (notebook 05).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+from course_lib.checks import DataError, check_image_batch, check_number, check_positive_int
+from course_lib.sampling import seeded_subset
 
 
 class PCAReconstruction:
@@ -16,7 +24,7 @@ class PCAReconstruction:
     n_components : int or float
         Passed to scikit-learn: a count, or a fraction of variance to keep (e.g. 0.9).
 
-    Taught in notebook 03; used by ``python -m course_lib.bench mnist-one-class``.
+    Taught in notebook 03; used in notebook 04.
     """
 
     def __init__(self, n_components=0.9, random_state: int = 0):
@@ -41,21 +49,22 @@ class PCAReconstruction:
 
     @staticmethod
     def _flat(x) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
+        try:
+            x = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"x: expected an array of numbers ({exc}).") from exc
         if x.ndim < 2 or len(x) == 0:
-            raise ValueError(f"expected a non-empty batch of samples, got shape {x.shape}.")
+            raise DataError(f"expected a non-empty batch of samples, got shape {x.shape}.")
         x = x.reshape(len(x), -1)
         if not np.all(np.isfinite(x)):
-            raise ValueError("input contains NaN or infinite values.")
+            raise DataError("input contains NaN or infinite values.")
         return x
 
 
 # --------------------------------------------------------------------------- anomaly maps
 def _check_images(x, name: str = "x", min_images: int = 1) -> np.ndarray:
     """Grayscale images as float64 (N, H, W); a trailing channel axis of 1 is dropped."""
-    from course_lib.data import check_image_batch
-
-    return check_image_batch(x, name, np.float64, min_images=min_images)
+    return check_image_batch(x, name, dtype=np.float64, min_images=min_images)
 
 
 class VariationModel:
@@ -86,8 +95,7 @@ class VariationModel:
 
         Returns ``self``.
         """
-        if not (np.isfinite(self.eps) and self.eps > 0):
-            raise ValueError(f"eps must be a finite number > 0, got {self.eps!r}.")
+        check_number("eps", self.eps, low=0.0, low_open=True)
         x = _check_images(x_good, "x_good", min_images=2)
         self.mean_ = x.mean(axis=0)
         self.std_ = x.std(axis=0)
@@ -96,10 +104,10 @@ class VariationModel:
     def anomaly_map(self, x) -> np.ndarray:
         """``|x - mean| / (std + eps)`` per pixel: ndarray (N, H, W), higher = more anomalous."""
         if not hasattr(self, "mean_"):
-            raise ValueError("VariationModel is not fitted yet: call fit(x_good) first.")
+            raise DataError("VariationModel is not fitted yet: call fit(x_good) first.")
         arr = _check_images(x)
         if arr.shape[1:] != self.mean_.shape:
-            raise ValueError(f"x: images of size {arr.shape[1:]} given, but the model was fitted "
+            raise DataError(f"x: images of size {arr.shape[1:]} given, but the model was fitted "
                              f"on {self.mean_.shape}.")
         return np.abs(arr - self.mean_) / (self.std_ + self.eps)
 
@@ -142,14 +150,12 @@ class TextureInspection:
 
     def _check_settings(self, shape) -> None:
         for name in ("patch_size", "stride", "n_components", "max_patches"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+            check_positive_int(name, getattr(self, name))
         if self.patch_size < 2 or self.stride > self.patch_size:
-            raise ValueError(f"need patch_size >= 2 and stride <= patch_size (every pixel "
+            raise DataError(f"need patch_size >= 2 and stride <= patch_size (every pixel "
                              f"covered), got patch_size={self.patch_size}, stride={self.stride}.")
         if min(shape) < self.patch_size:
-            raise ValueError(f"images of size {shape} are smaller than patch_size "
+            raise DataError(f"images of size {shape} are smaller than patch_size "
                              f"{self.patch_size}.")
 
     def _starts(self, n: int) -> np.ndarray:
@@ -174,11 +180,9 @@ class TextureInspection:
         x = _check_images(x_good, "x_good")
         self._check_settings(x.shape[1:])
         feats = self._patches(x)[0].reshape(-1, self.patch_size ** 2)
-        rng = np.random.default_rng(self.random_state)
-        if len(feats) > self.max_patches:
-            feats = feats[rng.choice(len(feats), self.max_patches, replace=False)]
+        feats = feats[seeded_subset(len(feats), self.max_patches, self.random_state)]
         if len(feats) < self.n_components:
-            raise ValueError(f"only {len(feats)} training patches for {self.n_components} "
+            raise DataError(f"only {len(feats)} training patches for {self.n_components} "
                              f"mixture components: give more or larger images.")
         self.gmm_ = GaussianMixture(n_components=self.n_components, covariance_type="full",
                                     reg_covar=1e-4, random_state=self.random_state).fit(feats)
@@ -188,7 +192,7 @@ class TextureInspection:
     def patch_scores(self, x) -> np.ndarray:
         """Negative log-likelihood of every patch: ndarray (N, n_rows, n_cols)."""
         if not hasattr(self, "gmm_"):
-            raise ValueError("TextureInspection is not fitted yet: call fit(x_good) first.")
+            raise DataError("TextureInspection is not fitted yet: call fit(x_good) first.")
         arr = _check_images(x)
         self._check_settings(arr.shape[1:])
         feats, _, _ = self._patches(arr)

@@ -1,11 +1,15 @@
-"""Profiles and settings: the one place that decides how big each run is.
+"""Settings: how big each run is (profiles), where data comes from, seeds and folders.
 
 A *profile* scales data sizes and epochs so that the same notebook runs in seconds
 (``fast``, used by the tests), in a few minutes (``workshop``, the default) or at full size
 (``full``).  Choose it with the environment variable ``COURSE_PROFILE`` before starting
-Jupyter, or with :func:`get_profile` (``get_profile("full")``) inside a notebook.
+Jupyter (on Colab: ``%env COURSE_PROFILE=full`` in a cell before ``get_profile()``), or pass a
+name to :func:`get_profile`.  ``COURSE_DATA`` (:func:`data_mode`) says whether datasets are
+downloaded (``online``), taken from the small real subsets in ``data/`` (``offline``) or
+downloaded when the network answers (``auto``, the default).
 
-Taught in notebook 01 (setup cell); every notebook prints the active profile.
+This module is the bottom layer of ``course_lib``: it imports nothing from the package, and
+NumPy and Keras only inside :func:`set_seed`.
 """
 
 from __future__ import annotations
@@ -13,11 +17,16 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 PROFILE_ENV = "COURSE_PROFILE"
 DATA_ENV = "COURSE_DATA"
+DATA_DIR_ENV = "COURSE_DATA_DIR"
+CACHE_ENV = "COURSE_CACHE_DIR"
 DEFAULT_PROFILE = "workshop"
 DATA_MODES = ("auto", "online", "offline")
+#: The repository (the folder holding ``course_lib/``, ``data/`` and ``notebooks/``).
+REPO_DIR = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -37,14 +46,14 @@ class Profile:
     batch_size : int
         Mini-batch size.
     one_class_epochs : int
-        Epochs of the one-class (anomaly detection) autoencoder, trained on a single digit.
+        At most this many epochs for the one-class autoencoder (early stopping may end sooner).
     tabular_epochs : int
-        Maximum epochs of notebook 04's credit-card autoencoder (early stopping may end sooner).
+        At most this many epochs for the credit-card autoencoder (early stopping may end sooner).
     tabular_max_normal : int or None
         At most this many normal transactions of a *downloaded* credit-card file are used
         (a seeded sample, all frauds kept); ``None``: all.  The embedded sample is always whole.
     mvtec_size : int
-        Side in pixels of the MVTec-style images of notebook 05 (textures or real MVTec AD).
+        Side in pixels of the MVTec-style images of notebooks 05 and 07.
     mvtec_n_train : int
         Defect-free training images per category built for notebook 05 (a fifth of them are
         kept apart as validation images for the threshold).
@@ -121,22 +130,29 @@ PROFILES = {
 }
 
 
-def get_profile(name: str | None = None) -> Profile:
-    """Return the active profile, or the one named.
+def get_profile(name: Profile | str | None = None) -> Profile:
+    """Return the active profile, the one named, or the Profile given.
 
     Parameters
     ----------
-    name : str, optional
-        ``"fast"``, ``"workshop"`` or ``"full"``.  Default: the environment variable
-        ``COURSE_PROFILE``, else ``"workshop"``.
+    name : Profile, str or None
+        A :class:`Profile` (returned as it is), ``"fast"``, ``"workshop"`` or ``"full"``.
+        Default: the environment variable ``COURSE_PROFILE``, else ``"workshop"``.
+
+    Raises
+    ------
+    ValueError
+        An unknown name; the message lists the profiles.
 
     Taught in notebook 01.
     """
+    if isinstance(name, Profile):
+        return name
     chosen = name if name is not None else os.environ.get(PROFILE_ENV, DEFAULT_PROFILE)
     key = str(chosen).strip().lower()
     if key not in PROFILES:
         raise ValueError(
-            f"Unknown course profile {chosen!r}: expected one of {sorted(PROFILES)}. "
+            f"Unknown course profile {str(chosen)[:40]!r}: expected one of {sorted(PROFILES)}. "
             f"Set {PROFILE_ENV}=fast|workshop|full (default {DEFAULT_PROFILE}).")
     return PROFILES[key]
 
@@ -147,20 +163,20 @@ def data_mode(mode: str | None = None) -> str:
     ``auto`` downloads the real dataset when the network answers and otherwise falls back to
     the small real subset embedded in ``data/``; ``offline`` never touches the network;
     ``online`` downloads or fails with an error.  Set it with the environment variable
-    ``COURSE_DATA``.  Taught in notebook 01.
+    ``COURSE_DATA``.
     """
     chosen = mode if mode is not None else os.environ.get(DATA_ENV, "auto")
     key = str(chosen).strip().lower()
     if key not in DATA_MODES:
-        raise ValueError(f"Unknown data mode {chosen!r}: expected one of {list(DATA_MODES)} "
-                         f"(environment variable {DATA_ENV}).")
+        raise ValueError(f"Unknown data mode {str(chosen)[:40]!r}: expected one of "
+                         f"{list(DATA_MODES)} (environment variable {DATA_ENV}).")
     return key
 
 
 def set_seed(seed: int = 42) -> None:
     """Seed Python, NumPy and Keras/TensorFlow so runs repeat.
 
-    Taught in notebook 01 (setup cell).  Imports Keras (a few seconds on the first call).
+    Imports Keras (a few seconds on the first call).  Taught in notebook 01.
     """
     import numpy as np
 
@@ -172,3 +188,29 @@ def set_seed(seed: int = 42) -> None:
     # Run one tiny operation now, so TensorFlow's one-time start-up messages (printed by its C++
     # runtime, not by Python) appear in the setup cell rather than in a later cell.
     keras.ops.convert_to_numpy(keras.ops.zeros((1,)))
+
+
+# --------------------------------------------------------------------------- folders
+def data_dir() -> Path:
+    """The folder with the embedded datasets: ``$COURSE_DATA_DIR`` or the repo's ``data/``.
+
+    Resolved from the package, not the current directory, so it works from any notebook.
+    """
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else REPO_DIR / "data"
+
+
+def cache_dir() -> Path:
+    """Where downloads and built datasets are kept: ``$COURSE_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/course_lib`` (by default ``~/.cache/course_lib``)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "course_lib"
+
+
+def keras_dir() -> Path:
+    """Keras' own folder, ``$KERAS_HOME`` or ``~/.keras`` (its ``datasets/`` and ``models/``
+    caches hold the full MNIST, the credit-card CSV and pretrained weights)."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")

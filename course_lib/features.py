@@ -12,23 +12,27 @@ to its nearest neighbour in the bank.
   fixed, seeded random convolutional network); it says which one it used;
 - :func:`patch_features`: dense feature maps (N, h, w, d) of grayscale images (N, H, W);
 - :class:`FeatureDictionary` and :class:`PatchMemoryBank`: fit on good images, ``score_map``
-  gives anomaly maps (N, H, W) for the metrics of ``course_lib.pixel_metrics``;
-- :func:`greedy_coreset`, :func:`coreset_radius`: the k-center coreset and how well it covers;
-- :func:`feature_experiment`: the whole evaluation, as ``python -m course_lib.bench
-  mvtec-dictionary`` and ``mvtec-knn`` run it.
+  gives anomaly maps (N, H, W) for the metrics of ``course_lib.map_metrics``;
+- :func:`greedy_coreset`, :func:`coreset_radius`: the k-center coreset and how well it covers.
+
+The whole evaluation (``python -m course_lib.bench mvtec-dictionary`` / ``mvtec-knn``) is
+:func:`course_lib.experiments.mvtec_feature_experiment`.
 
 Taught in notebook 07.  Keras, scikit-learn and scipy are imported inside the functions.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from course_lib.checks import (DataError, check_features, check_fraction, check_image_batch,
+                               check_positive_int, quote)
+from course_lib.config import data_mode, get_profile, keras_dir
+from course_lib.download import CONNECT_TIMEOUT_S, can_connect, fetch_file
+from course_lib.sampling import seeded_subset
 
 BACKBONE_KINDS = ("auto", "pretrained", "random")
 CORESETS = ("random", "greedy")
@@ -38,8 +42,10 @@ METHODS = ("dictionary", "knn")
 PRETRAINED_LAYER = "conv3_block4_out"
 PRETRAINED_UPSCALE = 2
 PRETRAINED_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-WEIGHTS_HOST = ("storage.googleapis.com", 443)
-CONNECT_TIMEOUT_S = 3.0
+#: Where keras.applications downloads them from, and the md5 Keras itself checks.
+PRETRAINED_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+                          + PRETRAINED_WEIGHTS_FILE)
+PRETRAINED_WEIGHTS_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 #: The offline stand-in: three random (seeded, never trained) conv layers, stride 4.
 RANDOM_FILTERS = (32, 64, 128)
 
@@ -64,8 +70,6 @@ class Backbone:
         Images are enlarged by this factor before the model.
     stride : int
         Pixels of the *original* image between two neighbouring features.
-
-    Taught in notebook 07.
     """
 
     model: object
@@ -84,70 +88,34 @@ class Backbone:
 # --------------------------------------------------------------------------- validation
 def _check_images(x, name: str = "x") -> np.ndarray:
     """Grayscale images (N, H, W) (or (N, H, W, 1)) in [0, 1], at least 16x16, as float32."""
-    from course_lib.data import check_image_batch
-
-    return check_image_batch(x, name, np.float32, min_side=16, unit_range=True)
-
-
-def _check_features(features, name: str = "features") -> np.ndarray:
-    """Patch features as a 2-D float32 array (n, d); feature maps (N, h, w, d) are flattened."""
-    arr = np.asarray(features, dtype=np.float32)
-    if arr.ndim == 4:
-        arr = arr.reshape(-1, arr.shape[-1])
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name}: expected patch features (n, d) or feature maps (N, h, w, d), "
-                         f"got shape {np.shape(features)}.")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: contains NaN or infinite values.")
-    return arr
-
-
-def _check_int(name, value, minimum=1) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def _check_fraction(name, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not (0.0 < v <= 1.0):
-        raise ValueError(f"{name} must lie in (0, 1], got {value!r}.")
-    return v
+    return check_image_batch(x, name, dtype=np.float32, min_side=16, unit_range=True)
 
 
 # --------------------------------------------------------------------------- backbones
-def _keras_weights_path() -> Path:
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models" / PRETRAINED_WEIGHTS_FILE
-
-
-def _can_reach(address=WEIGHTS_HOST, timeout: float = CONNECT_TIMEOUT_S) -> bool:
-    """True if a TCP connection to ``address`` opens within ``timeout`` seconds."""
-    try:
-        with socket.create_connection(address, timeout=timeout):
-            return True
-    except OSError:
-        return False
+def pretrained_weights_path() -> Path:
+    """Keras' cache file of the ImageNet ResNet50 weights (``~/.keras/models/...``)."""
+    return keras_dir() / "models" / PRETRAINED_WEIGHTS_FILE
 
 
 def _load_pretrained() -> Backbone:
-    """ResNet50 with ImageNet weights up to ``PRETRAINED_LAYER``; fails fast without network."""
+    """ResNet50 with ImageNet weights up to ``PRETRAINED_LAYER``; fails fast without network.
+
+    The weights are fetched into Keras' own cache with the course's downloader (md5 checked,
+    connect and read timeouts), then loaded from that file.
+    """
     import keras
 
-    from course_lib.config import data_mode
-
-    cached = _keras_weights_path().is_file()
-    if not cached:
+    path = pretrained_weights_path()
+    if not path.is_file():
         if data_mode() == "offline":
-            raise OSError("COURSE_DATA=offline: the ImageNet weights are not in Keras' cache "
-                          f"({_keras_weights_path()}) and may not be downloaded.")
-        if not _can_reach():
-            raise OSError(f"cannot reach {WEIGHTS_HOST[0]} within {CONNECT_TIMEOUT_S:.0f} s to "
-                          "download the ImageNet weights of ResNet50 (about 95 MB).")
-    base = keras.applications.ResNet50(include_top=False, weights="imagenet",
+            raise OSError(f"COURSE_DATA=offline: the ImageNet weights are not in Keras' cache "
+                          f"({path}) and may not be downloaded.")
+        if not can_connect(PRETRAINED_WEIGHTS_URL):
+            raise OSError(f"cannot reach storage.googleapis.com within {CONNECT_TIMEOUT_S:.0f} s "
+                          "to download the ImageNet weights of ResNet50 (about 95 MB).")
+        fetch_file(PRETRAINED_WEIGHTS_URL, path, known_hash=f"md5:{PRETRAINED_WEIGHTS_MD5}",
+                   what="ImageNet weights of ResNet50")
+    base = keras.applications.ResNet50(include_top=False, weights=str(path),
                                        input_shape=(None, None, 3))
     model = keras.Model(base.input, base.get_layer(PRETRAINED_LAYER).output,
                         name="resnet50_conv3")
@@ -165,7 +133,7 @@ def random_conv_backbone(seed: int = 0) -> Backbone:
     stride 4), then a 3 x 3 average of neighbouring features (as PatchCore aggregates a
     neighbourhood); one 128-d feature per 4 x 4 pixels, seeing about 28 x 28 pixels.  Random
     filters are generic edge and blob detectors: far weaker than learned ImageNet features,
-    but they need no download.  Taught in notebook 07.
+    but they need no download.  What ``load_backbone("auto")`` falls back to offline.
     """
     import keras
 
@@ -209,7 +177,7 @@ def load_backbone(kind: str = "auto", seed: int = 0, verbose: bool = True) -> Ba
     Taught in notebook 07.
     """
     if kind not in BACKBONE_KINDS:
-        raise ValueError(f"kind must be one of {BACKBONE_KINDS}, got {kind!r}.")
+        raise DataError(f"kind must be one of {BACKBONE_KINDS}, got {quote(kind)}.")
     why = ""
     if kind in ("auto", "pretrained"):
         try:
@@ -248,10 +216,10 @@ def patch_features(backbone: Backbone, x, batch_size: int = 32) -> np.ndarray:
     Taught in notebook 07.
     """
     if not isinstance(backbone, Backbone):
-        raise ValueError(f"backbone must be a Backbone from load_backbone(), got "
+        raise DataError(f"backbone must be a Backbone from load_backbone(), got "
                          f"{type(backbone).__name__}.")
     imgs = _check_images(x)
-    batch_size = _check_int("batch_size", batch_size)
+    batch_size = check_positive_int("batch_size", batch_size)
     if backbone.upscale > 1:
         imgs = np.repeat(np.repeat(imgs, backbone.upscale, axis=1), backbone.upscale, axis=2)
     batch = imgs[..., None]
@@ -272,7 +240,7 @@ def upsample_maps(patch_maps, shape, sigma: float = 2.0) -> np.ndarray:
 
     m = np.asarray(patch_maps, dtype=np.float64)
     if m.ndim != 3:
-        raise ValueError(f"patch_maps must have shape (N, h, w), got {m.shape}.")
+        raise DataError(f"patch_maps must have shape (N, h, w), got {m.shape}.")
     h, w = (int(s) for s in shape)
     out = np.empty((len(m), h, w), np.float32)
     for i, pm in enumerate(m):
@@ -294,22 +262,19 @@ class _PatchModel:
 
     def _max_patches(self) -> int:
         if self.max_patches is None:
-            from course_lib.config import get_profile
-
             return int(get_profile().feature_max_patches)
-        return _check_int("max_patches", self.max_patches)
+        return check_positive_int("max_patches", self.max_patches)
 
     def _backbone(self) -> Backbone:
         if self.backbone is None:
             self.backbone = load_backbone("auto")
         return self.backbone
 
-    def _subsample(self, feats: np.ndarray) -> np.ndarray:
-        n = self._max_patches()
-        if len(feats) > n:
-            rng = np.random.default_rng(self.random_state)
-            feats = feats[np.sort(rng.choice(len(feats), n, replace=False))]
-        return feats
+    def training_patches(self, features) -> np.ndarray:
+        """The good-patch features a fit uses: at most ``max_patches`` rows of ``features``
+        ((n, d) or (N, h, w, d)), a seeded subset in their original order."""
+        feats = check_features(features)
+        return feats[seeded_subset(len(feats), self._max_patches(), self.random_state)]
 
     def fit(self, x_good):
         """Fit on defect-free images (N, H, W) in [0, 1].  Returns ``self``."""
@@ -318,14 +283,14 @@ class _PatchModel:
 
     def _check_fitted(self):
         if not hasattr(self, "n_features_"):
-            raise ValueError(f"{type(self).__name__} is not fitted yet: call fit(x_good) first.")
+            raise DataError(f"{type(self).__name__} is not fitted yet: call fit(x_good) first.")
 
     def _fitted_features(self, features) -> np.ndarray:
         """Check that the model is fitted and ``features`` (n, d) match its dimension."""
         self._check_fitted()
-        f = _check_features(features)
+        f = check_features(features)
         if f.shape[1] != self.n_features_:
-            raise ValueError(f"features have {f.shape[1]} dimensions, the "
+            raise DataError(f"features have {f.shape[1]} dimensions, the "
                              f"{type(self).__name__} was fitted on {self.n_features_}.")
         return f
 
@@ -378,13 +343,11 @@ class FeatureDictionary(_PatchModel):
         from sklearn.cluster import KMeans
         from sklearn.decomposition import PCA
 
-        v = float(self.variance) if isinstance(self.variance, (int, float)) else float("nan")
-        if not 0.0 < v < 1.0:
-            raise ValueError(f"variance must lie strictly between 0 and 1, got {self.variance!r}.")
-        k = _check_int("n_clusters", self.n_clusters)
-        feats = self._subsample(_check_features(features))
+        v = check_fraction("variance", self.variance, allow_one=False)
+        k = check_positive_int("n_clusters", self.n_clusters)
+        feats = self.training_patches(features)
         if len(feats) < max(k, 2):
-            raise ValueError(f"only {len(feats)} training patches for {k} dictionary centres.")
+            raise DataError(f"only {len(feats)} training patches for {k} dictionary centres.")
         self.pca_ = PCA(n_components=v, svd_solver="full").fit(feats)
         z = self.pca_.transform(feats)
         self.kmeans_ = KMeans(n_clusters=k, n_init=3, random_state=self.random_state).fit(z)
@@ -408,12 +371,12 @@ def greedy_coreset(features, n: int, random_state: int = 0) -> np.ndarray:
     Start from one random row; then repeatedly add the row farthest from every row chosen so
     far.  This keeps the rare, outlying patches that a random subset tends to miss, so the
     subset *covers* the data well: every row lies close to some chosen row (compare
-    :func:`coreset_radius`).  Taught in notebook 07.
+    :func:`coreset_radius`).  Used by :class:`PatchMemoryBank` with ``coreset="greedy"``.
     """
-    f = _check_features(features)  # float32: twice as fast, precise enough to rank distances
-    n = _check_int("n", n)
+    f = check_features(features)  # float32: twice as fast, precise enough to rank distances
+    n = check_positive_int("n", n)
     if n > len(f):
-        raise ValueError(f"n must be at most the number of rows ({len(f)}), got {n}.")
+        raise DataError(f"n must be at most the number of rows ({len(f)}), got {n}.")
     rng = np.random.default_rng(random_state)
     chosen = [int(rng.integers(len(f)))]
     sq = (f ** 2).sum(1)
@@ -431,10 +394,10 @@ def coreset_radius(features, indices) -> float:
     """
     from sklearn.neighbors import NearestNeighbors
 
-    f = _check_features(features)
+    f = check_features(features)
     idx = np.asarray(indices, dtype=int)
     if idx.ndim != 1 or len(idx) == 0 or idx.min() < 0 or idx.max() >= len(f):
-        raise ValueError(f"indices must be a non-empty 1-D array of row numbers < {len(f)}.")
+        raise DataError(f"indices must be a non-empty 1-D array of row numbers < {len(f)}.")
     dist, _ = NearestNeighbors(n_neighbors=1).fit(f[idx]).kneighbors(f)
     return float(dist.max())
 
@@ -474,9 +437,9 @@ class PatchMemoryBank(_PatchModel):
         from sklearn.neighbors import NearestNeighbors
 
         if self.coreset not in CORESETS:
-            raise ValueError(f"coreset must be one of {CORESETS}, got {self.coreset!r}.")
-        frac = _check_fraction("fraction", self.fraction)
-        feats = self._subsample(_check_features(features))
+            raise DataError(f"coreset must be one of {CORESETS}, got {self.coreset!r}.")
+        frac = check_fraction("fraction", self.fraction)
+        feats = self.training_patches(features)
         n = max(1, int(round(frac * len(feats))))
         if n >= len(feats):
             idx = np.arange(len(feats))
@@ -495,68 +458,3 @@ class PatchMemoryBank(_PatchModel):
         """Distance of each patch (n, d) to its nearest neighbour in the bank: (n,)."""
         f = self._fitted_features(features)
         return self.nn_.kneighbors(f)[0][:, 0]
-
-
-# --------------------------------------------------------------------------- experiment
-def feature_experiment(data, method: str = "dictionary", profile=None, seed: int = 0,
-                       backbone=None, coreset: str = "greedy", fraction: float = 0.1,
-                       return_details: bool = False):
-    """Fit a feature dictionary or memory bank on one MVTec-style category and evaluate it.
-
-    The same split as ``course_lib.bench.mvtec_experiment`` (``split_good_images``: a fifth
-    of the good images set the threshold) and the same metrics (``evaluate_anomaly_maps``).
-
-    Parameters
-    ----------
-    data : course_lib.mvtec.MVTecData
-    method : {"dictionary", "knn"}
-        :class:`FeatureDictionary` (PCA 95%, 10 centres) or :class:`PatchMemoryBank`.
-    profile : Profile or str, optional
-        ``feature_max_patches`` comes from it.
-    seed : int
-    backbone : Backbone, optional
-        Default ``load_backbone("auto")``.
-    coreset, fraction
-        Of the memory bank.
-    return_details : bool
-        Also return ``{"model", "x_fit", "x_val", "val_maps", "test_maps"}``.
-
-    Returns
-    -------
-    dict (or (dict, details))
-        ``image_auroc``, ``pixel_auroc``, ``aupro``, ``good_correct``, ``defect_correct``,
-        ``threshold``, ``n_train``, ``n_val``, ``n_test``, ``n_defective``, ``image_size``,
-        ``method``, ``backbone``, ``n_patches``, ``coreset``, ``fraction``, ``category``,
-        ``seconds``, ``profile``, ``seed``.
-
-    Taught in notebook 07; used by ``python -m course_lib.bench mvtec-dictionary`` / ``mvtec-knn``.
-    """
-    from course_lib.bench import evaluate_anomaly_maps, split_good_images
-    from course_lib.config import Profile, get_profile
-
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    start = time.perf_counter()
-    bb = backbone if backbone is not None else load_backbone("auto", seed=seed)
-    x_fit, x_val = split_good_images(data.x_train, seed=seed)
-    if method == "dictionary":
-        model = FeatureDictionary(bb, max_patches=prof.feature_max_patches, random_state=seed)
-    else:
-        model = PatchMemoryBank(bb, coreset=coreset, fraction=fraction,
-                                max_patches=prof.feature_max_patches, random_state=seed)
-    model.fit(x_fit)
-    val_maps, test_maps = model.score_map(x_val), model.score_map(data.x_test)
-    result = evaluate_anomaly_maps(val_maps, test_maps, data.y_test, data.masks_test)
-    result.update({
-        "n_train": int(len(x_fit)), "n_val": int(len(x_val)), "n_test": int(len(data.x_test)),
-        "n_defective": int(np.sum(data.y_test)), "image_size": int(data.x_test.shape[1]),
-        "method": method, "backbone": bb.name, "n_patches": int(model.n_patches_),
-        "coreset": coreset if method == "knn" else None,
-        "fraction": float(fraction) if method == "knn" else None,
-        "category": data.category, "seconds": round(time.perf_counter() - start, 1),
-        "profile": prof.name, "seed": int(seed)})
-    if return_details:
-        return result, {"model": model, "x_fit": x_fit, "x_val": x_val, "val_maps": val_maps,
-                        "test_maps": test_maps}
-    return result

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from course_lib.config import Profile, get_profile
+from course_lib.checks import DataError, check_number, check_positive_int
+from course_lib.config import Profile, get_profile, set_seed
+from course_lib.images import add_channel
 
 #: Size of the latent vector z (the MVTec AD paper's AnoGAN used 64; digits need fewer).
 LATENT_DIM = 32
@@ -33,20 +35,10 @@ LATENT_DIM = 32
 FEATURE_LAYER = "features"
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}.")
-    return int(value)
-
-
 def _check_images(x, name: str = "x") -> np.ndarray:
-    """Images as float32 (N, 28, 28, 1) in [0, 1]; uint8 (0-255) is rescaled.
-
-    The validation of ``course_lib.data.check_images`` (shape, dtype, range, NaN).
-    """
-    from course_lib.data import add_channel, check_images
-
-    return add_channel(check_images(x, name=name))
+    """Images as float32 (N, 28, 28, 1) in [0, 1]; uint8 (0-255) is rescaled (shape, dtype,
+    range and NaN checked by :func:`course_lib.images.add_channel`)."""
+    return add_channel(x, name=name)
 
 
 # --------------------------------------------------------------------------- the networks
@@ -70,7 +62,7 @@ def build_generator(latent_dim: int = LATENT_DIM):
     import keras
     from keras import layers
 
-    latent_dim = _check_positive_int("latent_dim", latent_dim)
+    latent_dim = check_positive_int("latent_dim", latent_dim)
     z = keras.Input(shape=(latent_dim,), name="z")
     h = layers.Dense(7 * 7 * 64)(z)
     h = layers.LeakyReLU(0.2)(h)
@@ -122,7 +114,7 @@ def feature_extractor(discriminator):
     try:
         layer = discriminator.get_layer(FEATURE_LAYER)
     except ValueError as exc:
-        raise ValueError(f"the discriminator has no layer named {FEATURE_LAYER!r}; build it with "
+        raise DataError(f"the discriminator has no layer named {FEATURE_LAYER!r}; build it with "
                          f"build_discriminator().") from exc
     return keras.Model(discriminator.input, layer.output, name="discriminator_features")
 
@@ -148,7 +140,7 @@ def _dcgan_class():
             super().__init__(**kwargs)
             self.generator = generator
             self.discriminator = discriminator
-            self.latent_dim = _check_positive_int("latent_dim", latent_dim)
+            self.latent_dim = check_positive_int("latent_dim", latent_dim)
             self.seed_generator = keras.random.SeedGenerator(int(seed))
 
         def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
@@ -269,16 +261,14 @@ def train_dcgan(x_normal, profile: Profile | str | None = None, seed: int = 0,
     """
     import keras
 
-    from course_lib.config import set_seed
-
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = get_profile(profile)
     x = _check_images(x_normal, "x_normal")
     if len(x) < 2:
-        raise ValueError(f"need at least 2 normal images to train on, got {len(x)}.")
-    epochs = _check_positive_int("profile.gan_epochs", prof.gan_epochs)
-    n_samples = _check_positive_int("n_samples", n_samples)
+        raise DataError(f"need at least 2 normal images to train on, got {len(x)}.")
+    epochs = check_positive_int("profile.gan_epochs", prof.gan_epochs)
+    n_samples = check_positive_int("n_samples", n_samples)
     every = (max(1, epochs // 5) if sample_every is None
-             else _check_positive_int("sample_every", sample_every))
+             else check_positive_int("sample_every", sample_every))
     set_seed(seed)
     gan = _dcgan_class()(build_generator(latent_dim), build_discriminator(),
                          latent_dim=latent_dim, seed=seed)
@@ -302,7 +292,7 @@ def train_dcgan(x_normal, profile: Profile | str | None = None, seed: int = 0,
 
 def generate(generator, n: int, seed: int = 0, latent_dim: int | None = None) -> np.ndarray:
     """``n`` images G(z) for z drawn from a seeded standard normal. Taught in notebook 06."""
-    n = _check_positive_int("n", n)
+    n = check_positive_int("n", n)
     dim = latent_dim or int(generator.input_shape[-1])
     z = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return np.asarray(generator.predict(z, batch_size=256, verbose=0))
@@ -341,9 +331,9 @@ def gan_health(generator, discriminator, x_real, n: int = 200, seed: int = 0) ->
     Taught in notebook 06.
     """
     real = _check_images(x_real, "x_real")
-    n = min(_check_positive_int("n", n), len(real))
+    n = min(check_positive_int("n", n), len(real))
     if n < 2:
-        raise ValueError("need at least 2 real images to measure diversity.")
+        raise DataError("need at least 2 real images to measure diversity.")
     real = real[np.random.default_rng(seed).permutation(len(real))[:n]]
     fake = generate(generator, n, seed=seed + 1)
     diversity = _mean_pairwise_distance(fake) / max(_mean_pairwise_distance(real), 1e-12)
@@ -369,10 +359,7 @@ def gan_health(generator, discriminator, x_real, n: int = 200, seed: int = 0) ->
 
 # --------------------------------------------------------------------------- AnoGAN
 def _check_lam(lam) -> float:
-    lam = float(lam)
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lam must be in [0, 1] (the paper: 0.1), got {lam!r}.")
-    return lam
+    return check_number("lam (the paper: 0.1)", lam, 0.0, 1.0)
 
 
 def anogan_parts(generator, discriminator, x, z, lam: float = 0.1) -> dict:
@@ -401,7 +388,7 @@ def anogan_parts(generator, discriminator, x, z, lam: float = 0.1) -> dict:
     z = np.asarray(z, dtype=np.float32)
     dim = int(generator.input_shape[-1])
     if z.shape != (len(x), dim):
-        raise ValueError(f"z must have shape (len(x), latent_dim) = {(len(x), dim)}, got "
+        raise DataError(f"z must have shape (len(x), latent_dim) = {(len(x), dim)}, got "
                          f"{z.shape}.")
     feats = feature_extractor(discriminator)
     g = np.asarray(generator(z, training=False))
@@ -452,10 +439,8 @@ def anogan_scores(generator, discriminator, x, steps: int, lam: float = 0.1,
 
     x = _check_images(x)
     lam = _check_lam(lam)
-    steps = _check_positive_int("steps", steps)
-    learning_rate = float(learning_rate)
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}.")
+    steps = check_positive_int("steps", steps)
+    learning_rate = check_number("learning_rate", learning_rate, low=0.0, low_open=True)
     dim = int(generator.input_shape[-1])
     feats = feature_extractor(discriminator)
     z0 = np.random.default_rng(seed).standard_normal((len(x), dim)).astype(np.float32)
@@ -494,7 +479,7 @@ def build_encoder(latent_dim: int = LATENT_DIM):
     import keras
     from keras import layers
 
-    latent_dim = _check_positive_int("latent_dim", latent_dim)
+    latent_dim = check_positive_int("latent_dim", latent_dim)
     x = keras.Input(shape=(28, 28, 1), name="image")
     h = layers.Conv2D(32, 4, strides=2, padding="same")(x)
     h = layers.LeakyReLU(0.2)(h)
@@ -532,11 +517,9 @@ def train_encoder(generator, x_normal, profile: Profile | str | None = None, see
     """
     import keras
 
-    from course_lib.config import set_seed
-
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = get_profile(profile)
     x = _check_images(x_normal, "x_normal")
-    epochs = _check_positive_int("epochs", prof.gan_epochs if epochs is None else epochs)
+    epochs = check_positive_int("epochs", prof.gan_epochs if epochs is None else epochs)
     set_seed(seed)
     encoder = build_encoder(int(generator.input_shape[-1]))
     was_trainable = generator.trainable

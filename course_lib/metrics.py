@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from course_lib.checks import (DataError, check_number, check_scores, check_scores_and_labels,
+                               quote)
+
 
 def reconstruction_error(x, x_hat, kind: str = "mse") -> np.ndarray:
     """Per-sample reconstruction error between inputs ``x`` and reconstructions ``x_hat``.
@@ -38,17 +41,17 @@ def reconstruction_error(x, x_hat, kind: str = "mse") -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     b = np.asarray(x_hat, dtype=np.float64)
     if a.shape != b.shape:
-        raise ValueError(f"x and x_hat must have the same shape, got {a.shape} and {b.shape}.")
+        raise DataError(f"x and x_hat must have the same shape, got {a.shape} and {b.shape}.")
     if a.ndim < 1 or len(a) == 0:
-        raise ValueError(f"expected a non-empty batch of samples, got shape {a.shape}.")
+        raise DataError(f"expected a non-empty batch of samples, got shape {a.shape}.")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ValueError("x or x_hat contains NaN or infinite values.")
+        raise DataError("x or x_hat contains NaN or infinite values.")
     diff = (a - b).reshape(len(a), -1)
     if kind == "mse":
         return np.mean(diff ** 2, axis=1)
     if kind == "mae":
         return np.mean(np.abs(diff), axis=1)
-    raise ValueError(f"kind must be 'mse' or 'mae', got {kind!r}.")
+    raise DataError(f"kind must be 'mse' or 'mae', got {quote(kind)}.")
 
 
 def anomaly_scores(model, x, batch_size: int = 256, kind: str = "mse") -> np.ndarray:
@@ -64,49 +67,6 @@ def anomaly_scores(model, x, batch_size: int = 256, kind: str = "mse") -> np.nda
 # --------------------------------------------------------------------------- thresholds
 # Convention used by every helper below (and by notebooks 03 and 04):
 #   label 1 = anomaly, label 0 = normal; a sample is *flagged* iff ``score > threshold``.
-
-
-def _check_scores(scores, name: str = "scores") -> np.ndarray:
-    """Scores as a 1-D float64 array; reject empty input and NaN/inf with a clear message."""
-    try:
-        arr = np.asarray(scores, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected a 1-D array of numbers ({exc}).") from exc
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array (one score per sample), got shape "
-                         f"{arr.shape}.")
-    if len(arr) == 0:
-        raise ValueError(f"{name}: is empty; need at least one score.")
-    if not np.all(np.isfinite(arr)):
-        bad = int(len(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name}: contains {bad} NaN or infinite value(s); anomaly scores "
-                         f"must be finite (check the model's input and output for NaN).")
-    return arr
-
-
-def _check_labels(y_true, n: int, name: str = "y_true") -> np.ndarray:
-    """Labels as a 1-D int array of 0 (normal) and 1 (anomaly), ``n`` of them."""
-    arr = np.asarray(y_true)
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array of labels, got shape {arr.shape}.")
-    if len(arr) != n:
-        raise ValueError(f"{name} and scores must have the same length, got {len(arr)} labels "
-                         f"and {n} scores.")
-    if arr.dtype == bool:
-        return arr.astype(np.int64)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"{name}: labels must be 0 (normal) or 1 (anomaly), got dtype "
-                         f"{arr.dtype}.")
-    bad = ~np.isin(arr, (0, 1))
-    if np.any(bad):
-        found = np.unique(arr[bad])[:5].tolist()
-        raise ValueError(f"{name}: labels must be 0 (normal) or 1 (anomaly), found {found}.")
-    return arr.astype(np.int64)
-
-
-def _check_scores_and_labels(y_true, scores):
-    s = _check_scores(scores)
-    return _check_labels(y_true, len(s)), s
 
 
 def _just_below(value: float) -> float:
@@ -141,10 +101,8 @@ def threshold_percentile(normal_scores, percentile: float = 99.0) -> float:
 
     Taught in notebook 03; used in notebook 04.
     """
-    s = _check_scores(normal_scores, "normal_scores")
-    p = float(percentile)
-    if not (np.isfinite(p) and 0.0 <= p <= 100.0):
-        raise ValueError(f"percentile must lie in [0, 100], got {percentile!r}.")
+    s = check_scores(normal_scores, "normal_scores")
+    p = check_number("percentile", percentile, 0.0, 100.0)
     return float(np.percentile(s, p))
 
 
@@ -180,9 +138,9 @@ def threshold_best_f1(y_true, scores) -> float:
     """
     from sklearn.metrics import precision_recall_curve
 
-    y, s = _check_scores_and_labels(y_true, scores)
+    y, s = check_scores_and_labels(y_true, scores)
     if y.sum() == 0:
-        raise ValueError("threshold_best_f1 needs at least one labelled anomaly (label 1) in "
+        raise DataError("threshold_best_f1 needs at least one labelled anomaly (label 1) in "
                          "y_true; with normal data only, use threshold_percentile.")
     precision, recall, thresholds = precision_recall_curve(y, s)
     precision, recall = precision[:len(thresholds)], recall[:len(thresholds)]
@@ -217,8 +175,9 @@ def threshold_min_cost(y_true, scores, cost_fp: float = 1.0, cost_fn: float = 10
 
     Taught in notebook 03; used in notebook 04.
     """
-    y, s = _check_scores_and_labels(y_true, scores)
-    cost_fp, cost_fn = _check_cost("cost_fp", cost_fp), _check_cost("cost_fn", cost_fn)
+    y, s = check_scores_and_labels(y_true, scores)
+    cost_fp = check_number("cost_fp", cost_fp, low=0.0)
+    cost_fn = check_number("cost_fn", cost_fn, low=0.0)
     candidates = np.unique(s)  # increasing
     pos, neg = np.sort(s[y == 1]), np.sort(s[y == 0])
     fn = np.searchsorted(pos, candidates, side="right")            # anomalies not above t
@@ -229,16 +188,6 @@ def threshold_min_cost(y_true, scores, cost_fp: float = 1.0, cost_fn: float = 10
     if flag_all_cost < cost[best] - 1e-12:
         return _just_below(candidates[0])
     return float(candidates[best])
-
-
-def _check_cost(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not (np.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    return v
 
 
 def threshold_alert_budget(scores, alert_rate: float) -> float:
@@ -263,10 +212,8 @@ def threshold_alert_budget(scores, alert_rate: float) -> float:
 
     Taught in notebook 03; used in notebook 04.
     """
-    s = _check_scores(scores)
-    rate = float(alert_rate)
-    if not (np.isfinite(rate) and 0.0 <= rate <= 1.0):
-        raise ValueError(f"alert_rate must be a fraction in [0, 1], got {alert_rate!r}.")
+    s = check_scores(scores)
+    rate = check_number("alert_rate", alert_rate, 0.0, 1.0)
     k = int(np.floor(rate * len(s) + 1e-9))  # 1e-9: 0.29 * 100 must give 29, not 28
     ordered = np.sort(s)[::-1]
     if k >= len(s):
@@ -306,15 +253,13 @@ def evaluate(y_true, scores, threshold: float | None = None) -> dict:
     from sklearn.metrics import (average_precision_score, confusion_matrix,
                                  precision_recall_fscore_support, roc_auc_score)
 
-    y, s = _check_scores_and_labels(y_true, scores)
+    y, s = check_scores_and_labels(y_true, scores)
     both = 0 < y.sum() < len(y)
     result = {"auroc": float(roc_auc_score(y, s)) if both else None,
               "auprc": float(average_precision_score(y, s)) if both else None}
     if threshold is None:
         return result
-    t = float(threshold)
-    if not np.isfinite(t):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+    t = check_number("threshold", threshold)
     flagged = (s > t).astype(np.int64)
     tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, flagged, labels=[0, 1]).ravel())
     precision, recall, f1, _ = precision_recall_fscore_support(

@@ -1,8 +1,18 @@
-"""Figures used in the notebooks (matplotlib; imported lazily)."""
+"""Figures used in the notebooks (matplotlib, imported inside the functions).
+
+- images: :func:`plot_image_rows`, :func:`plot_reconstructions`;
+- training: :func:`plot_history`; codes: :func:`plot_latent_2d`;
+- anomaly scores: :func:`plot_score_histograms`, :func:`plot_roc_pr`, :func:`plot_confusion`,
+  :func:`threshold_explorer` (a slider in Jupyter, a static figure elsewhere).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+from course_lib.checks import (DataError, check_binary_labels, check_scores,
+                               check_scores_and_labels)
+from course_lib.metrics import evaluate, threshold_best_f1, threshold_percentile
 
 
 def _as_images(x) -> np.ndarray:
@@ -12,7 +22,7 @@ def _as_images(x) -> np.ndarray:
     if arr.ndim == 4 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim != 3:
-        raise ValueError(f"expected images (N, H, W), (N, H, W, 1) or flat (N, 784), got "
+        raise DataError(f"expected images (N, H, W), (N, H, W, 1) or flat (N, 784), got "
                          f"shape {np.shape(x)}.")
     return arr
 
@@ -29,7 +39,7 @@ def plot_image_rows(rows: dict, n: int = 10, titles=None, figsize_per_image: flo
     import matplotlib.pyplot as plt
 
     if not rows:
-        raise ValueError("rows must hold at least one {label: images} entry.")
+        raise DataError("rows must hold at least one {label: images} entry.")
     imgs = {k: _as_images(v) for k, v in rows.items()}
     n = min([n] + [len(v) for v in imgs.values()])
     fig, axes = plt.subplots(len(imgs), n, squeeze=False,
@@ -56,7 +66,7 @@ def plot_reconstructions(originals, reconstructions, n: int = 10, titles=None):
     Taught in notebook 01.
     """
     if np.shape(originals)[0] != np.shape(reconstructions)[0]:
-        raise ValueError("originals and reconstructions must hold the same number of images.")
+        raise DataError("originals and reconstructions must hold the same number of images.")
     return plot_image_rows({"original": originals, "reconstructed": reconstructions}, n=n,
                            titles=titles)
 
@@ -70,7 +80,7 @@ def plot_history(history, ax=None, title: str = "Training curves", log: bool = F
 
     hist = getattr(history, "history", history)
     if not isinstance(hist, dict) or "loss" not in hist:
-        raise ValueError("expected a keras History (or its .history dict) with a 'loss' entry.")
+        raise DataError("expected a keras History (or its .history dict) with a 'loss' entry.")
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.2))
     epochs = np.arange(1, len(hist["loss"]) + 1)
@@ -102,7 +112,7 @@ def plot_latent_2d(codes, labels, ax=None, title: str = "Latent space", max_poin
     codes = np.asarray(codes, dtype=np.float64)
     labels = np.asarray(labels)
     if codes.ndim != 2 or codes.shape[1] < 2 or len(codes) != len(labels):
-        raise ValueError(f"expected codes (N, >=2) and N labels, got {codes.shape} and "
+        raise DataError(f"expected codes (N, >=2) and N labels, got {codes.shape} and "
                          f"{labels.shape}.")
     if len(codes) > max_points:
         idx = np.random.default_rng(seed).choice(len(codes), max_points, replace=False)
@@ -148,17 +158,15 @@ def plot_score_histograms(scores_by_group: dict, threshold=None, log_y: bool = T
     """
     import matplotlib.pyplot as plt
 
-    from course_lib.metrics import _check_scores
-
     if not scores_by_group:
-        raise ValueError("scores_by_group must hold at least one {label: scores} entry.")
-    groups = {str(k): _check_scores(v, f"scores of group {k!r}")
+        raise DataError("scores_by_group must hold at least one {label: scores} entry.")
+    groups = {str(k): check_scores(v, f"scores of group {k!r}")
               for k, v in scores_by_group.items()}
     everything = np.concatenate(list(groups.values()))
     if threshold is not None:
         threshold = float(threshold)
         if not np.isfinite(threshold):
-            raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+            raise DataError(f"threshold must be a finite number, got {threshold!r}.")
     edges = np.histogram_bin_edges(everything, bins=bins)
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 3.5))
@@ -203,22 +211,20 @@ def plot_roc_pr(y_true, scores_by_model: dict, axes=None):
     from sklearn.metrics import (average_precision_score, precision_recall_curve,
                                  roc_auc_score, roc_curve)
 
-    from course_lib.metrics import _check_labels, _check_scores
-
     if not scores_by_model:
-        raise ValueError("scores_by_model must hold at least one {model name: scores} entry.")
-    models = {str(k): _check_scores(v, f"scores of {k!r}") for k, v in scores_by_model.items()}
-    y = _check_labels(y_true, len(next(iter(models.values()))))
+        raise DataError("scores_by_model must hold at least one {model name: scores} entry.")
+    models = {str(k): check_scores(v, f"scores of {k!r}") for k, v in scores_by_model.items()}
+    y = check_binary_labels(y_true, len(next(iter(models.values()))))
     for name, s in models.items():
-        _check_labels(y, len(s), f"y_true (for {name!r})")
+        check_binary_labels(y, len(s), f"y_true (for {name!r})")
     if y.min() == y.max():
-        raise ValueError("y_true must hold both normal (0) and anomalous (1) samples to draw "
+        raise DataError("y_true must hold both normal (0) and anomalous (1) samples to draw "
                          "ROC and precision-recall curves.")
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     else:
         if len(axes) != 2:
-            raise ValueError(f"axes must be two matplotlib Axes, got {len(axes)}.")
+            raise DataError(f"axes must be two matplotlib Axes, got {len(axes)}.")
         fig = axes[0].figure
     ax_roc, ax_pr = axes[0], axes[1]
     for name, s in models.items():
@@ -271,14 +277,12 @@ def plot_confusion(y_true, scores, threshold, ax=None, labels=("normal", "anomal
     import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
 
-    from course_lib.metrics import _check_scores_and_labels
-
-    y, s = _check_scores_and_labels(y_true, scores)
+    y, s = check_scores_and_labels(y_true, scores)
     t = float(threshold)
     if not np.isfinite(t):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+        raise DataError(f"threshold must be a finite number, got {threshold!r}.")
     if len(labels) != 2:
-        raise ValueError(f"labels must name the two classes (normal, anomaly), got {labels!r}.")
+        raise DataError(f"labels must name the two classes (normal, anomaly), got {labels!r}.")
     cm = confusion_matrix(y, (s > t).astype(np.int64), labels=[0, 1])
     if ax is None:
         _, ax = plt.subplots(figsize=(3.6, 3.2))
@@ -304,9 +308,7 @@ class ThresholdExplorer:
     """
 
     def __init__(self, y_true, scores, threshold, scores_label):
-        from course_lib.metrics import _check_scores_and_labels
-
-        self.y_true, self.scores = _check_scores_and_labels(y_true, scores)
+        self.y_true, self.scores = check_scores_and_labels(y_true, scores)
         self.scores_label = scores_label
         self.threshold = float(threshold)
         self.figure = None
@@ -316,8 +318,6 @@ class ThresholdExplorer:
     def draw(self, threshold=None):
         """Draw (or redraw) the histogram and the confusion matrix at ``threshold``."""
         import matplotlib.pyplot as plt
-
-        from course_lib.metrics import evaluate
 
         if threshold is not None:
             self.threshold = float(threshold)
@@ -391,14 +391,11 @@ def threshold_explorer(y_true, scores, threshold=None, scores_label: str = "anom
     """
     import matplotlib.pyplot as plt
 
-    from course_lib.metrics import (_check_scores_and_labels, threshold_best_f1,
-                                    threshold_percentile)
-
-    y, s = _check_scores_and_labels(y_true, scores)
+    y, s = check_scores_and_labels(y_true, scores)
     if threshold is None:
         threshold = threshold_best_f1(y, s) if y.any() else threshold_percentile(s, 99.0)
     if not np.isfinite(float(threshold)):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}.")
+        raise DataError(f"threshold must be a finite number, got {threshold!r}.")
     explorer = ThresholdExplorer(y, s, threshold, scores_label)
     explorer.draw()
     if not _running_kernel():

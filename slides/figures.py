@@ -40,7 +40,7 @@ class Run:
 
     @cached_property
     def mnist(self):
-        from course_lib.data import load_mnist
+        from course_lib.data.mnist import load_mnist
 
         data = load_mnist(profile=self.profile)
         self.sources["MNIST"] = data.source
@@ -50,7 +50,7 @@ class Run:
     def dense(self):
         """Notebook 01's dense 784-32-784 autoencoder, trained on the profile's images."""
         from course_lib.config import set_seed
-        from course_lib.data import flatten
+        from course_lib.images import flatten
         from course_lib.models import build_dense_autoencoder
 
         set_seed(self.seed)
@@ -62,18 +62,16 @@ class Run:
     @cached_property
     def one_class(self):
         """Notebook 03's one-class autoencoder, trained on digit 7 only."""
-        from course_lib.bench import train_one_class
+        from course_lib.experiments import train_one_class
 
         x_normal = self.mnist.x_train[self.mnist.y_train == NORMAL_DIGIT]
         return train_one_class(x_normal, self.profile, seed=self.seed)
 
     @cached_property
     def textures(self):
-        from course_lib.mvtec import load_textures
+        from course_lib.data.textures import load_textures
 
-        p = self.profile
-        data = load_textures(TEXTURE, size=p.mvtec_size, n_train=p.mvtec_n_train,
-                             n_test_good=p.mvtec_n_test_good, n_test_defect=p.mvtec_n_test_defect)
+        data = load_textures(TEXTURE, profile=self.profile)
         self.sources["textures"] = data.source
         return data
 
@@ -87,7 +85,7 @@ def _mse(x, x_hat) -> np.ndarray:
 @figure
 def mnist_reconstructions(run: Run):
     """Test digits and their reconstructions by the dense 784-32-784 autoencoder (notebook 01)."""
-    from course_lib.data import flatten
+    from course_lib.images import flatten
     from course_lib.plots import plot_reconstructions
 
     x = flatten(run.mnist.x_test)
@@ -102,7 +100,7 @@ def mnist_reconstructions(run: Run):
 def conv_vs_dense(run: Run):
     """The same test digits through the dense and the convolutional autoencoder (notebook 02)."""
     from course_lib.config import set_seed
-    from course_lib.data import add_channel, flatten
+    from course_lib.images import add_channel, flatten
     from course_lib.models import build_conv_autoencoder
     from course_lib.plots import plot_image_rows
 
@@ -124,7 +122,7 @@ def conv_vs_dense(run: Run):
 @figure
 def odd_inputs(run: Run):
     """Inputs unlike the training digits reconstruct badly (notebooks 02-03)."""
-    from course_lib.data import flatten
+    from course_lib.images import flatten
     from course_lib.plots import plot_image_rows
 
     digits = run.mnist.x_test[:8]
@@ -149,8 +147,8 @@ def one_class_scores(run: Run):
     from sklearn.metrics import roc_auc_score
 
     from course_lib.baselines import PCAReconstruction
-    from course_lib.bench import PCA_COMPONENTS
-    from course_lib.data import flatten
+    from course_lib.experiments import PCA_COMPONENTS
+    from course_lib.images import flatten
     from course_lib.metrics import anomaly_scores
     from course_lib.plots import plot_roc_pr, plot_score_histograms
 
@@ -177,13 +175,13 @@ def creditcard(run: Run):
     """Error histogram per class (log y) and ROC/PR against two baselines (notebook 04)."""
     import matplotlib.pyplot as plt
 
-    from course_lib.bench import creditcard_one_class
-    from course_lib.data import load_creditcard
+    from course_lib.experiments import creditcard_experiment
+    from course_lib.data.creditcard import load_creditcard
     from course_lib.plots import plot_roc_pr, plot_score_histograms
 
     data = load_creditcard(profile=run.profile)
     run.sources["credit card"] = data.source
-    r, details = creditcard_one_class(data.frame, run.profile, seed=run.seed,
+    r, details = creditcard_experiment(data.frame, run.profile, seed=run.seed,
                                       return_details=True)
     scores, y = details["scores"], details["split"].y_test
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -216,13 +214,13 @@ def _map_rows(data, maps: dict, n: int = 6) -> dict:
 @figure
 def mvtec_l2_vs_ssim(run: Run):
     """Residual maps of the L2 and the SSIM autoencoder next to the ground truth (notebook 05)."""
-    from course_lib.bench import mvtec_experiment
+    from course_lib.experiments import mvtec_autoencoder_experiment
     from course_lib.plots import plot_image_rows
 
     data = run.textures
     results, maps = {}, {}
     for loss in ("l2", "ssim"):
-        results[loss], details = mvtec_experiment(data, loss=loss, profile=run.profile,
+        results[loss], details = mvtec_autoencoder_experiment(data, loss=loss, profile=run.profile,
                                                   seed=run.seed, return_details=True)
         maps[f"{loss.upper()} residual"] = details["test_maps"]
     fig = plot_image_rows(_map_rows(data, maps), n=6, figsize_per_image=1.3)
@@ -239,7 +237,7 @@ def anogan(run: Run):
     """DCGAN samples, AnoGAN's latent-search reconstructions and its AUROC (notebook 06)."""
     from sklearn.metrics import roc_auc_score
 
-    from course_lib.data import add_channel, flatten
+    from course_lib.images import add_channel, flatten
     from course_lib.gan import anogan_scores, train_dcgan
     from course_lib.metrics import anomaly_scores
     from course_lib.plots import plot_image_rows
@@ -273,14 +271,15 @@ def anogan(run: Run):
 @figure
 def feature_maps(run: Run):
     """Feature-dictionary and memory-bank anomaly maps on the same images (notebook 07)."""
-    from course_lib.features import feature_experiment, load_backbone
+    from course_lib.experiments import mvtec_feature_experiment
+    from course_lib.features import load_backbone
     from course_lib.plots import plot_image_rows
 
     data = run.textures
     backbone = load_backbone("auto", seed=run.seed, verbose=False)
     results, maps = {}, {}
     for method, label in (("dictionary", "dictionary"), ("knn", "memory bank")):
-        results[method], details = feature_experiment(data, method, profile=run.profile,
+        results[method], details = mvtec_feature_experiment(data, method, profile=run.profile,
                                                       seed=run.seed, backbone=backbone,
                                                       return_details=True)
         maps[label] = details["test_maps"]

@@ -1,9 +1,9 @@
-"""Colab setup cell, Colab/Binder links and README badges (course_lib.colab). No network."""
+"""Colab setup cell, Colab/Binder links and README badges (``python -m course_lib.colab``,
+:mod:`course_lib.cli.colab`). No network; the command line is called in-process."""
 
 import ast
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from course_lib import colab
+from course_lib.cli import colab
 
 URL = colab.repository_url()
 OTHER = "https://github.com/someone/fork-of-the-course"
@@ -225,3 +225,11 @@ def test_command_line_check_names_the_files_and_the_fix(tmp_path, monkeypatch, c
     out = capsys.readouterr().out.splitlines()
     assert len(out) == len(colab.list_notebooks())
     assert out[0].startswith("01_") and "colab.research.google.com/github/someone/" in out[0]
+
+
+def test_command_line_usage_errors_are_one_line(capsys):
+    for argv, words in ((["nosuch"], "invalid choice: 'nosuch'"),
+                        ([], "the following arguments are required: command")):
+        assert colab.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err and err.startswith(f"{colab.PROG}: error:")

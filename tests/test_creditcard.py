@@ -1,20 +1,31 @@
-"""Credit-card fraud (notebook 04): data loading, the tabular autoencoder, the bench command."""
+"""Credit-card fraud (notebook 04): reading and checking CSV files, the embedded sample, the
+verified download and its cache, the split, the tabular autoencoder and the experiment.
+
+Downloads run against a local HTTP server (see ``test_download.LocalServer``) serving a small
+stand-in for the full file (the expected row and fraud counts are patched to match it).
+"""
+from __future__ import annotations
+
+import _thread
 import gzip
 import hashlib
-import json
 import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from course_lib import bench
-from course_lib import data as D
-from course_lib.data import (CREDITCARD_COLUMNS, DataError, check_creditcard_frame,
-                             load_creditcard, read_creditcard_csv)
+from course_lib.checks import DataError
+from course_lib.config import DATA_DIR_ENV, data_dir
+from course_lib.data import creditcard as C
+from course_lib.data.creditcard import (CREDITCARD_COLUMNS, check_creditcard_frame,
+                                        creditcard_cache_items, creditcard_cache_path,
+                                        fetch_creditcard, load_creditcard, read_creditcard_csv)
+from course_lib.experiments import split_creditcard
+from test_download import LocalServer, closed_port_url, no_proxy, short_timeouts
+
+N_NORMAL, N_FRAUD = 6000, 50
 
 
 @pytest.fixture(scope="module")
@@ -23,23 +34,48 @@ def sample():
     return load_creditcard(source="offline", verbose=False).frame
 
 
+def _fake_full_csv(n_normal=N_NORMAL, n_fraud=N_FRAUD, seed=0) -> bytes:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(n_normal + n_fraud, 30)).round(4),
+                         columns=list(CREDITCARD_COLUMNS[:-1]))
+    frame["Class"] = np.r_[np.zeros(n_normal, int), np.ones(n_fraud, int)]
+    return frame.to_csv(index=False).encode()
+
+
+FAKE = _fake_full_csv()
+
+
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """An empty Keras cache folder for download tests; returns the datasets folder."""
+def keras_home(tmp_path, monkeypatch):
+    """An empty Keras cache, the full data's counts set to the stand-in's, and the URL at a
+    closed port unless a test serves it."""
+    no_proxy(monkeypatch)
+    short_timeouts(monkeypatch)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    return tmp_path / "keras" / "datasets"
+    monkeypatch.setattr(C, "CREDITCARD_URL", closed_port_url("/creditcard.csv"))
+    monkeypatch.setattr(C, "CREDITCARD_ROWS", N_NORMAL + N_FRAUD)
+    monkeypatch.setattr(C, "CREDITCARD_FRAUDS", N_FRAUD)
+    return tmp_path / "keras"
 
 
-def _plain_sample(tmp_path):
-    """The embedded sample, decompressed, as a stand-in for the downloaded CSV."""
-    path = tmp_path / "sample.csv"
-    with gzip.open(D.data_dir() / D.CREDITCARD_SAMPLE, "rb") as src, open(path, "wb") as dst:
-        shutil.copyfileobj(src, dst)
+@pytest.fixture
+def server(keras_home, monkeypatch):
+    with LocalServer({"/creditcard.csv": FAKE}) as srv:
+        monkeypatch.setattr(C, "CREDITCARD_URL", srv.url("/creditcard.csv"))
+        yield srv
+
+
+def _cache_files(keras_home):
+    return sorted(p.name for p in keras_home.rglob("*") if p.is_file())
+
+
+def _sample_lines():
+    return gzip.decompress((data_dir() / C.CREDITCARD_SAMPLE).read_bytes()).decode().splitlines()
+
+
+def _write_lines(path, lines):
+    path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def _files_in(folder):
-    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
 # --------------------------------------------------------------------------- embedded sample
@@ -52,8 +88,8 @@ def test_embedded_sample_is_the_real_subset(sample):
 
 
 def test_checksum_constant_matches_shipped_file():
-    digest = hashlib.sha256((D.data_dir() / D.CREDITCARD_SAMPLE).read_bytes()).hexdigest()
-    assert digest == D.CREDITCARD_SAMPLE_SHA256
+    digest = hashlib.sha256((data_dir() / C.CREDITCARD_SAMPLE).read_bytes()).hexdigest()
+    assert digest == C.CREDITCARD_SAMPLE_SHA256
 
 
 def test_offline_load_prints_one_source_line(capsys):
@@ -65,203 +101,124 @@ def test_offline_load_prints_one_source_line(capsys):
     assert np.isclose(d.fraud_rate, 236 / 3338)
 
 
-def test_corrupted_embedded_sample_says_how_to_restore(tmp_path, monkeypatch):
-    shutil.copy(D.data_dir() / D.CREDITCARD_SAMPLE, tmp_path / D.CREDITCARD_SAMPLE)
-    monkeypatch.setenv(D.DATA_DIR_ENV, str(tmp_path))
-    load_creditcard(source="offline", verbose=False)  # an intact copy loads
-    with open(tmp_path / D.CREDITCARD_SAMPLE, "r+b") as f:
-        f.seek(1000)
-        f.write(b"\x00" * 32)
-    with pytest.raises(DataError, match="corrupted.*git checkout"):
+@pytest.mark.parametrize("damage, message", [
+    ("flip", "corrupted.*git checkout"),
+    ("delete", "not found.*git checkout"),
+    ("folder", "is a folder, not a file.*git checkout"),
+])
+def test_damaged_embedded_sample_says_how_to_restore(tmp_path, monkeypatch, damage, message):
+    copy = tmp_path / C.CREDITCARD_SAMPLE
+    shutil.copy(data_dir() / C.CREDITCARD_SAMPLE, copy)
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    if damage == "flip":
+        with open(copy, "r+b") as f:
+            f.seek(1000)
+            f.write(b"\x00" * 32)
+    else:
+        copy.unlink()
+        if damage == "folder":
+            copy.mkdir()
+    with pytest.raises(DataError, match=message):
         load_creditcard(source="offline", verbose=False)
-    (tmp_path / D.CREDITCARD_SAMPLE).unlink()
-    with pytest.raises(DataError, match="not found.*git checkout"):
-        load_creditcard(source="offline", verbose=False)
+    assert creditcard_cache_items()[0].state == ("missing" if damage == "delete" else "corrupted")
 
 
-# --------------------------------------------------------------------------- online / fallback
-def _fake_full(n_normal=6000, n_fraud=50, seed=0):
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(rng.normal(size=(n_normal + n_fraud, 30)),
-                         columns=list(CREDITCARD_COLUMNS[:-1]))
-    frame["Class"] = np.r_[np.zeros(n_normal, int), np.ones(n_fraud, int)]
-    return frame
-
-
-def test_online_path_reports_online_and_profile_caps_normals(monkeypatch, capsys):
-    monkeypatch.setattr(D, "_fetch_creditcard", lambda: _fake_full())
+# --------------------------------------------------------------------------- download and cache
+def test_download_is_verified_cached_and_capped_by_the_profile(server, keras_home, capsys):
     d = load_creditcard(source="online", profile="fast")
     out = capsys.readouterr().out
     assert d.source == "online" and out.startswith("Data source: online | ")
-    assert (d.frame["Class"] == 0).sum() == D.creditcard_max_normal("fast") == 5000
-    assert d.frame["Class"].sum() == 50, "every fraud is kept"
+    assert _cache_files(keras_home) == [C.CREDITCARD_CACHE_NAME], "only the verified file"
+    assert (d.frame["Class"] == 0).sum() == 5000, "profile 'fast' keeps 5,000 normal rows"
+    assert d.frame["Class"].sum() == N_FRAUD, "every fraud is kept"
     again = load_creditcard(source="online", profile="fast", verbose=False)
     pd.testing.assert_frame_equal(d.frame, again.frame)  # seeded: the same rows every time
     full = load_creditcard(source="online", profile="full", verbose=False)
-    assert len(full.frame) == 6050, "the full profile keeps every row"
+    assert len(full.frame) == N_NORMAL + N_FRAUD, "the full profile keeps every row"
+    assert len(server.log) == 1, "later loads read the cache, not the network"
+    assert creditcard_cache_items()[1].state == "OK"
 
 
-def test_failed_download_falls_back_with_one_message(monkeypatch, capsys):
-    def boom():
-        raise OSError("network is unreachable")
+@pytest.mark.parametrize("served, error", [
+    ("sample", "3,338 rows with 236 frauds, expected 6,050 rows with 50 frauds"),
+    ("sha256", "sha256 .* differs"),
+    ("html", "missing column"),
+    ("404", "404"),
+    ("cut", "(?i)connection broken|incomplete"),
+])
+def test_a_wrong_or_failed_download_is_not_cached(server, keras_home, monkeypatch, served,
+                                                  error):
+    if served == "sample":  # real columns, but not the full file's rows and frauds
+        server.files["/creditcard.csv"] = "\n".join(_sample_lines()).encode()
+    elif served == "sha256":
+        monkeypatch.setattr(C, "CREDITCARD_SHA256", "0" * 64)
+    elif served == "html":
+        server.files["/creditcard.csv"] = b"<html><body>Quota exceeded</body></html>\n"
+    elif served == "404":
+        del server.files["/creditcard.csv"]
+    else:
+        server.faults["/creditcard.csv"] = {"cut": 100_000}
+    with pytest.raises((DataError, OSError), match=error):
+        fetch_creditcard(progress=False)
+    assert _cache_files(keras_home) == []
+    assert load_creditcard(source="auto", verbose=False).source == "embedded"
+    assert _cache_files(keras_home) == []
 
-    monkeypatch.setattr(D, "_fetch_creditcard", boom)
+
+def test_an_interrupted_download_leaves_nothing(server, keras_home, capsys):
+    server.faults["/creditcard.csv"] = {"trickle": True}
+    server.on_first_chunk = _thread.interrupt_main  # Ctrl-C while the bytes come in
+    with pytest.raises(KeyboardInterrupt):
+        load_creditcard(source="auto")
+    assert _cache_files(keras_home) == []
+    assert "Data source" not in capsys.readouterr().out
+
+
+def test_no_network_falls_back_with_one_message(keras_home, capsys):
     d = load_creditcard(source="auto")
     out = capsys.readouterr().out
     assert d.source == "embedded"
-    assert "Could not download the credit-card data (OSError)" in out
+    assert out.startswith("Could not get the credit-card data (ConnectionError")
     assert out.count("Data source:") == 1
-    with pytest.raises(DataError, match="COURSE_DATA=offline"):
+    with pytest.raises(DataError, match="Check the network, or use the embedded sample with "
+                                        "COURSE_DATA=offline"):
         load_creditcard(source="online", verbose=False)
 
 
-def test_auto_follows_course_data(monkeypatch):
-    monkeypatch.setattr(D, "_fetch_creditcard", lambda: pytest.fail("offline must not download"))
+def test_offline_never_downloads(server, monkeypatch):
     monkeypatch.setenv("COURSE_DATA", "offline")
     assert load_creditcard(verbose=False).source == "embedded"
+    assert server.log == []
 
 
-def test_download_fails_fast_without_network(cache, monkeypatch):
-    """No cached copy and an unreachable host: an error within seconds, nothing cached."""
-    import socket
-
-    with socket.socket() as s:  # a loopback port with nobody listening: the host "is down"
-        s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]
-    monkeypatch.setattr(D, "CREDITCARD_URL", f"https://127.0.0.1:{closed_port}/creditcard.csv")
-    monkeypatch.setattr(D, "CONNECT_TIMEOUT_S", 0.5)
-    start = time.perf_counter()
-    with pytest.raises(OSError):
-        D._fetch_creditcard()
-    assert time.perf_counter() - start < 5
-    assert _files_in(cache) == []
-
-
-@pytest.fixture
-def reachable(monkeypatch):
-    """Pretend the host answers (the transfer itself is replaced in each test)."""
-    class _Conn:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(D.socket, "create_connection", lambda *a, **k: _Conn())
-
-
-def test_download_is_verified_then_renamed_into_the_cache(cache, monkeypatch, reachable,
-                                                          tmp_path):
-    source = _plain_sample(tmp_path)
-    calls = []
-
-    def transfer(url, target):
-        calls.append(target)
-        assert target.parent == cache and target.name.endswith(".part")
-        shutil.copy(source, target)
-
-    monkeypatch.setattr(D, "_http_download", transfer)
-    monkeypatch.setattr(D, "CREDITCARD_ROWS", 3338)     # the sample stands in for the full file
-    monkeypatch.setattr(D, "CREDITCARD_FRAUDS", 236)
-    d = load_creditcard(source="online", profile="full", verbose=False)
-    assert d.source == "online" and len(d.frame) == 3338
-    assert _files_in(cache) == [D.CREDITCARD_CACHE_NAME], "only the verified file, no .part"
-    # second time: from the cache, without touching the network
-    monkeypatch.setattr(D.socket, "create_connection",
-                        lambda *a, **k: pytest.fail("a cached copy must not need the network"))
-    assert len(load_creditcard(source="online", profile="full", verbose=False).frame) == 3338
-    assert len(calls) == 1
-
-
-def test_real_downloader_against_a_local_server(cache, monkeypatch, tmp_path):
-    """The pooch transfer end to end, from an HTTP server on this machine (no internet)."""
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
-                "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)        # talk to 127.0.0.1 directly
-    _plain_sample(tmp_path)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *args: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.setattr(D, "CREDITCARD_URL",
-                            f"http://127.0.0.1:{server.server_address[1]}/sample.csv")
-        monkeypatch.setattr(D, "CREDITCARD_ROWS", 3338)
-        monkeypatch.setattr(D, "CREDITCARD_FRAUDS", 236)
-        frame = D._fetch_creditcard()
-        assert len(frame) == 3338
-        assert _files_in(cache) == [D.CREDITCARD_CACHE_NAME]
-        (cache / D.CREDITCARD_CACHE_NAME).unlink()
-        monkeypatch.setattr(D, "CREDITCARD_URL",           # a 404: an error, nothing cached
-                            f"http://127.0.0.1:{server.server_address[1]}/missing.csv")
-        with pytest.raises(Exception, match="404"):
-            D._fetch_creditcard()
-        assert _files_in(cache) == []
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.mark.parametrize("exc", [KeyboardInterrupt, ConnectionResetError])
-def test_interrupted_download_leaves_no_partial_file(cache, monkeypatch, reachable, tmp_path,
-                                                     exc):
-    source = _plain_sample(tmp_path)
-
-    def half_then_fail(url, target):
-        target.write_bytes(source.read_bytes()[:50_000])
-        raise exc("transfer interrupted")
-
-    monkeypatch.setattr(D, "_http_download", half_then_fail)
-    with pytest.raises(exc):
-        D._fetch_creditcard()
-    assert _files_in(cache) == [], "an interrupted download must leave nothing in the cache"
-    if exc is not KeyboardInterrupt:  # in auto mode: fall back to the embedded sample
-        assert load_creditcard(source="auto", verbose=False).source == "embedded"
-        assert _files_in(cache) == []
-
-
-def test_download_with_wrong_content_is_rejected_and_not_cached(cache, monkeypatch, reachable,
-                                                                tmp_path):
-    source = _plain_sample(tmp_path)   # real columns, but not 284,807 rows / 492 frauds
-    monkeypatch.setattr(D, "_http_download", lambda url, target: shutil.copy(source, target))
-    with pytest.raises(DataError, match="3,338 rows with 236 frauds, expected 284,807 rows"):
-        D._fetch_creditcard()
-    assert _files_in(cache) == []
-    # a known checksum is checked too
-    monkeypatch.setattr(D, "CREDITCARD_ROWS", 3338)
-    monkeypatch.setattr(D, "CREDITCARD_FRAUDS", 236)
-    monkeypatch.setattr(D, "CREDITCARD_SHA256", "0" * 64)
-    with pytest.raises(DataError, match="sha256"):
-        D._fetch_creditcard()
-    assert _files_in(cache) == []
-    # an HTML error page instead of the CSV
-    monkeypatch.setattr(D, "_http_download",
-                        lambda url, target: target.write_text("<html>quota exceeded</html>"))
-    monkeypatch.setattr(D, "CREDITCARD_SHA256", None)
-    with pytest.raises(DataError, match="columns"):
-        D._fetch_creditcard()
-    assert _files_in(cache) == []
-
-
-def test_bad_cached_copy_says_delete_it(cache, monkeypatch, tmp_path):
-    cache.mkdir(parents=True)
-    (cache / D.CREDITCARD_CACHE_NAME).write_text("Time,V1\n1,2\n")
-    with pytest.raises(DataError, match="Delete .*creditcard.csv"):
-        D._fetch_creditcard()
-    with pytest.raises(DataError, match="COURSE_DATA=offline"):
+def test_a_bad_cached_copy_says_delete_it(keras_home, capsys):
+    cache = creditcard_cache_path()
+    cache.parent.mkdir(parents=True)
+    cache.write_text("Time,V1\n1,2\n")
+    with pytest.raises(DataError, match=f"^Delete {cache} and run again"):
+        fetch_creditcard(progress=False)
+    with pytest.raises(DataError) as exc:
         load_creditcard(source="online", verbose=False)
+    assert f"Delete {cache}" in str(exc.value) and "COURSE_DATA=offline" in str(exc.value)
+    assert load_creditcard(source="auto", verbose=True).source == "embedded"
+    assert f"Delete {cache}" in capsys.readouterr().out
+    assert creditcard_cache_items()[1].state == "corrupted"
+    assert cache.read_text() == "Time,V1\n1,2\n", "reported, not silently replaced"
+
+
+def test_a_folder_in_place_of_the_cache_is_reported(keras_home):
+    creditcard_cache_path().mkdir(parents=True)
+    with pytest.raises(DataError, match="is a folder, not a file"):
+        fetch_creditcard(progress=False)
+    item = creditcard_cache_items()[1]
+    assert item.state == "corrupted" and "Remove the folder" in item.hint
 
 
 # --------------------------------------------------------------------------- your own CSV
 def test_bring_your_own_csv_with_index_column_and_any_order(sample, tmp_path, capsys):
     mine = sample.iloc[:300]
     p = tmp_path / "mine.csv"
-    mine[list(reversed(CREDITCARD_COLUMNS))].to_csv(p)   # index written, columns reversed
+    mine[list(reversed(CREDITCARD_COLUMNS))].to_csv(p)  # index written, columns reversed
     d = load_creditcard(path=p, profile="fast")
     assert d.source == "file" and "Data source: file | your file" in capsys.readouterr().out
     assert list(d.frame.columns) == list(CREDITCARD_COLUMNS)
@@ -269,6 +226,9 @@ def test_bring_your_own_csv_with_index_column_and_any_order(sample, tmp_path, ca
     gz = tmp_path / "mine.csv.gz"
     mine.to_csv(gz, index=False)
     assert len(read_creditcard_csv(gz)) == 300
+    named_oddly = tmp_path / "actually_gzip.csv"
+    named_oddly.write_bytes(gz.read_bytes())
+    assert len(read_creditcard_csv(named_oddly)) == 300
 
 
 def _write(tmp_path, frame, name="bad.csv"):
@@ -279,7 +239,8 @@ def _write(tmp_path, frame, name="bad.csv"):
 
 @pytest.mark.parametrize("change, message", [
     (lambda f: f.drop(columns=["V3", "Amount"]), r"missing column\(s\) \['V3', 'Amount'\]"),
-    (lambda f: f.assign(extra=1.0), r"unexpected column\(s\) \['extra'\]"),
+    (lambda f: f.assign(extra=1.0), r"unexpected column\(s\) 'extra'"),
+    (lambda f: f.rename(columns={"V5": "V4"}), r"duplicated column\(s\) 'V4'"),
     (lambda f: f.astype({"V2": object}).assign(V2=lambda g: g["V2"].where(g.index != 3, "abc")),
      "column 'V2' holds non-numeric values, e.g. 'abc' in data row 3"),
     (lambda f: f.assign(Amount=f["Amount"].where(f.index != 5)),
@@ -295,18 +256,151 @@ def test_bad_csv_is_rejected_with_a_clear_message(sample, tmp_path, change, mess
         load_creditcard(path=p, verbose=False)
 
 
-def test_unreadable_and_missing_files_name_the_file(tmp_path):
-    with pytest.raises(DataError, match="not found.*Time, V1"):
+def test_unreadable_missing_and_folder_files_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="nope.csv not found.*Time, V1"):
         read_creditcard_csv(tmp_path / "nope.csv")
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(DataError, match="dir.csv is a folder, not a file"):
+        read_creditcard_csv(tmp_path / "dir.csv")
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    with pytest.raises(DataError, match="empty.csv could not be read"):
+    with pytest.raises(DataError, match="empty.csv: the file is empty"):
         read_creditcard_csv(empty)
+    raw = bytearray((data_dir() / C.CREDITCARD_SAMPLE).read_bytes())
+    raw[2000:2016] = b"\x00" * 16  # damaged deflate data (zlib.error, not an OSError)
+    damaged = tmp_path / "damaged.csv.gz"
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="damaged.csv.gz could not be read"):
+        read_creditcard_csv(damaged)
     with pytest.raises(DataError, match="DataFrame"):
         check_creditcard_frame(np.zeros((3, 31)))
 
 
-# --------------------------------------------------------------------------- the model
+# --------------------------------------------------------------------------- malformed rows
+def test_rows_with_one_more_field_are_rejected_not_shifted(tmp_path):
+    """pandas turns an extra field per row into the index and shifts every column."""
+    header, *rows = _sample_lines()[:41]
+    p = _write_lines(tmp_path / "shifted.csv", [header] + [r + ",0" for r in rows])
+    with pytest.raises(DataError, match=r"shifted.csv: line 2 has 32 fields but the header has "
+                                        r"31 \(a shifted row"):
+        read_creditcard_csv(p)
+    later = _write_lines(tmp_path / "later.csv", [header] + rows[:9] + ["7," + rows[9]] + rows)
+    with pytest.raises(DataError, match="line 11 has 32 fields"):
+        read_creditcard_csv(later)
+
+
+def test_a_trailing_comma_is_named_as_such(tmp_path):
+    header, *rows = _sample_lines()
+    p = _write_lines(tmp_path / "trailing.csv", [header] + [r + "," for r in rows])
+    with pytest.raises(DataError) as exc:
+        read_creditcard_csv(p)
+    message = str(exc.value)
+    assert "line 2 has 32 fields" in message and "trailing comma" in message
+    assert "missing" not in message, "not 'Class has 3338 missing values'"
+    both = _write_lines(tmp_path / "both.csv", [header + ","] + [r + "," for r in rows[:20]])
+    with pytest.raises(DataError, match="header row ends with a comma"):
+        read_creditcard_csv(both)
+
+
+def test_a_row_with_fewer_fields_is_named_by_its_line(tmp_path):
+    header, *rows = _sample_lines()[:41]
+    rows[5] = rows[5].rsplit(",", 1)[0]  # the label is missing
+    p = _write_lines(tmp_path / "short.csv", [header] + rows)
+    with pytest.raises(DataError, match="line 7 has 30 fields but the header has 31"):
+        read_creditcard_csv(p)
+
+
+def test_quoted_fields_with_commas_are_one_field(sample, tmp_path):
+    mine = sample.iloc[:50].copy()
+    mine.index = [f"card {i}, shop {i % 3}" for i in range(50)]  # quoted by to_csv
+    p = tmp_path / "quoted.csv"
+    mine.to_csv(p, quoting=1)  # every field quoted, the header too
+    np.testing.assert_allclose(read_creditcard_csv(p).to_numpy(), mine.to_numpy())
+    header, *rows = _sample_lines()[:11]
+    fields = rows[3].split(",")
+    fields[30] = '"1,5"'  # a decimal comma inside quotes: one field, but not a number
+    rows[3] = ",".join(fields)
+    bad = _write_lines(tmp_path / "decimal_comma.csv", [header] + rows)
+    with pytest.raises(DataError, match="column 'Class' holds non-numeric values, e.g. '1,5' "
+                                        "in data row 3"):
+        read_creditcard_csv(bad)
+
+
+@pytest.mark.parametrize("where", ["first data row", "later"])
+def test_a_line_of_millions_of_fields_fails_within_seconds(tmp_path, where):
+    header, *rows = _sample_lines()[:101]
+    huge = ",".join(["1"] * 2_000_000)
+    lines = [header, huge] + rows if where == "first data row" else [header] + rows + [huge]
+    p = _write_lines(tmp_path / "huge.csv", lines)
+    line_no = 2 if where == "first data row" else 102
+    start = time.perf_counter()
+    with pytest.raises(DataError, match=f"line {line_no} has 2,000,000 fields but the header "
+                                        f"has 31") as exc:
+        read_creditcard_csv(p)
+    assert time.perf_counter() - start < 10
+    assert len(str(exc.value)) < 1000
+
+
+def test_huge_values_and_names_give_short_messages(tmp_path):
+    header, *rows = _sample_lines()[:41]
+    fields = rows[3].split(",")
+    fields[2] = "a" * 5_000_000
+    rows[3] = ",".join(fields)
+    p = _write_lines(tmp_path / "big_field.csv", [header] + rows)
+    with pytest.raises(DataError, match="column 'V2' holds non-numeric values.*5,000,000 "
+                                        "characters.*data row 3") as exc:
+        read_creditcard_csv(p)
+    assert len(str(exc.value)) < 1000
+    for size in (50_000, 1_000_000):  # a long column name; a first line too long for a header
+        names = header.split(",")
+        names[5] = "Z" * size
+        p = _write_lines(tmp_path / f"name_{size}.csv", [",".join(names)] + rows)
+        with pytest.raises(DataError) as exc:
+            read_creditcard_csv(p)
+        assert len(str(exc.value)) < 1000
+    frame = pd.DataFrame(np.zeros((3, 32)), columns=[*CREDITCARD_COLUMNS, "Y" * 10_000_000])
+    with pytest.raises(DataError, match="unexpected column") as exc:
+        check_creditcard_frame(frame)
+    assert len(str(exc.value)) < 1000
+    frame = pd.DataFrame(np.zeros((3, 31)), columns=["W" * 10_000_000, *CREDITCARD_COLUMNS[1:]])
+    with pytest.raises(DataError, match="missing column") as exc:
+        check_creditcard_frame(frame)
+    assert len(str(exc.value)) < 1000
+
+
+# --------------------------------------------------------------------------- split and model
+def test_split_is_deterministic_one_class_and_scaled_on_train_only(sample):
+    a = split_creditcard(sample, seed=3)
+    b = split_creditcard(sample, seed=3)
+    np.testing.assert_array_equal(a.test_rows, b.test_rows)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert not np.array_equal(a.train_rows, split_creditcard(sample, seed=4).train_rows)
+    labels = sample["Class"].to_numpy()
+    rows = np.concatenate([a.train_rows, a.val_rows, a.test_rows])
+    assert len(np.unique(rows)) == len(rows) == len(sample), "disjoint, and every row is used"
+    assert labels[a.train_rows].sum() == 0 and labels[a.val_rows].sum() == 0
+    assert a.y_test.sum() == 236, "every fraud is in the test set"
+    assert (a.y_test == 0).sum() == round(0.3 * 3102)
+    np.testing.assert_allclose(a.x_train.mean(0), 0, atol=1e-5)  # fitted on training rows
+    np.testing.assert_allclose(a.x_train.std(0), 1, atol=1e-3)
+    assert np.abs(a.x_test.mean(0)).max() > 0.1  # ... and only on them
+    assert a.x_train.dtype == np.float32 and a.x_train.shape[1] == 30
+    q = split_creditcard(sample, seed=3, scaling="quantile")
+    assert np.isfinite(q.x_test).all() and "quantile" in str(q)
+
+
+def test_split_rejects_unusable_data(sample):
+    with pytest.raises(DataError, match="no frauds"):
+        split_creditcard(sample[sample["Class"] == 0])
+    tiny = pd.concat([sample[sample["Class"] == 0].iloc[:15], sample[sample["Class"] == 1]])
+    with pytest.raises(DataError, match="too few"):
+        split_creditcard(tiny)
+    with pytest.raises(ValueError, match="test_fraction"):
+        split_creditcard(sample, test_fraction=1.0)
+    with pytest.raises(ValueError, match="scaling"):
+        split_creditcard(sample, scaling="minmax")
+
+
 def test_tabular_autoencoder_is_the_seed_model():
     from course_lib.models import build_tabular_autoencoder
 
@@ -314,7 +408,7 @@ def test_tabular_autoencoder_is_the_seed_model():
     assert ae.input_shape == (None, 30) and ae.output_shape == (None, 30)
     assert enc.output_shape == (None, 7) and dec.output_shape == (None, 30)
     dense = [layer for part in (enc, dec) for layer in part.layers if hasattr(layer, "units")]
-    assert [(l.units, l.activation.__name__) for l in dense] == [
+    assert [(d.units, d.activation.__name__) for d in dense] == [
         (14, "tanh"), (7, "relu"), (7, "tanh"), (30, "linear")]
     assert float(dense[0].activity_regularizer.l1) == pytest.approx(1e-7)
     assert ae.count_params() == (30 * 14 + 14) + (14 * 7 + 7) + (7 * 7 + 7) + (7 * 30 + 30)
@@ -331,17 +425,19 @@ def test_tabular_rejects_bad_arguments(kwargs):
         build_tabular_autoencoder(**kwargs)
 
 
+@pytest.mark.slow
 def test_trained_tabular_autoencoder_beats_untrained(sample):
     from course_lib.config import set_seed
+    from course_lib.experiments import train_tabular_autoencoder
     from course_lib.metrics import anomaly_scores
     from course_lib.models import build_tabular_autoencoder
 
-    split = bench.split_creditcard(sample, seed=0)
+    split = split_creditcard(sample, seed=0)
     normal_test = split.x_test[split.y_test == 0]
     set_seed(0)
     untrained, _, _ = build_tabular_autoencoder()
     before = anomaly_scores(untrained, normal_test).mean()
-    ae, history = bench.train_tabular_autoencoder(split.x_train, split.x_val, "fast", seed=0)
+    ae, history = train_tabular_autoencoder(split.x_train, split.x_val, "fast", seed=0)
     after = anomaly_scores(ae, normal_test).mean()
     # also beat the best constant guess, the training mean (zero after standardising)
     constant = np.mean(normal_test.astype(np.float64) ** 2, axis=1).mean()
@@ -351,73 +447,37 @@ def test_trained_tabular_autoencoder_beats_untrained(sample):
     assert out.min() < 0, "a linear output reconstructs negative (standardised) values"
 
 
-# --------------------------------------------------------------------------- the experiment
-def test_split_is_deterministic_one_class_and_scaled_on_train_only(sample):
-    a = bench.split_creditcard(sample, seed=3)
-    b = bench.split_creditcard(sample, seed=3)
-    np.testing.assert_array_equal(a.test_rows, b.test_rows)
-    np.testing.assert_array_equal(a.x_train, b.x_train)
-    assert not np.array_equal(a.train_rows, bench.split_creditcard(sample, seed=4).train_rows)
-    labels = sample["Class"].to_numpy()
-    rows = np.concatenate([a.train_rows, a.val_rows, a.test_rows])
-    assert len(np.unique(rows)) == len(rows) == len(sample), "disjoint, and every row is used"
-    assert labels[a.train_rows].sum() == 0 and labels[a.val_rows].sum() == 0
-    assert a.y_test.sum() == 236, "every fraud is in the test set"
-    assert (a.y_test == 0).sum() == round(0.3 * 3102)
-    np.testing.assert_allclose(a.x_train.mean(0), 0, atol=1e-5)   # fitted on training rows
-    np.testing.assert_allclose(a.x_train.std(0), 1, atol=1e-3)
-    assert np.abs(a.x_test.mean(0)).max() > 0.1                   # ... and only on them
-    assert a.x_train.dtype == np.float32 and a.x_train.shape[1] == 30
-    q = bench.split_creditcard(sample, seed=3, scaling="quantile")
-    assert np.isfinite(q.x_test).all() and "quantile" in str(q)
+@pytest.mark.slow
+def test_creditcard_experiment_details_are_the_run_behind_its_numbers(sample):
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
+    from course_lib.experiments import creditcard_experiment
 
-def test_split_rejects_unusable_data(sample):
-    with pytest.raises(DataError, match="no frauds"):
-        bench.split_creditcard(sample[sample["Class"] == 0])
-    tiny = pd.concat([sample[sample["Class"] == 0].iloc[:15], sample[sample["Class"] == 1]])
-    with pytest.raises(DataError, match="too few"):
-        bench.split_creditcard(tiny)
-    with pytest.raises(ValueError, match="test_fraction"):
-        bench.split_creditcard(sample, test_fraction=1.0)
-    with pytest.raises(ValueError, match="scaling"):
-        bench.split_creditcard(sample, scaling="minmax")
-
-
-def test_creditcard_cli_prints_json_last():
-    out = subprocess.run([sys.executable, "-m", "course_lib.bench", "creditcard", "--csv",
-                          str(D.data_dir() / D.CREDITCARD_SAMPLE), "--profile", "fast"],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result, details = creditcard_experiment(sample, profile="fast", return_details=True)
     for key in ("auroc", "auprc", "baseline_iforest_auroc", "baseline_iforest_auprc",
-                "baseline_pca_auroc", "n_train", "n_test", "n_fraud", "seconds", "profile"):
+                "baseline_pca_auroc", "n_train", "n_val", "n_test", "n_fraud", "seconds",
+                "profile"):  # the fields `bench creditcard` prints as JSON
         assert key in result, key
     assert result["profile"] == "fast" and result["n_fraud"] == 236
     assert result["n_test"] == 931 + 236 and result["n_train"] + result["n_val"] == 3102 - 931
-    # real frauds are clearly unusual: every detector ranks them far above chance
-    assert result["auroc"] > 0.9 and result["baseline_iforest_auroc"] > 0.85, result
-    assert result["baseline_pca_auroc"] > 0.85 and 0 < result["auprc"] <= 1
-
-
-def test_creditcard_cli_reports_bad_files(tmp_path, capsys):
-    assert bench.main(["creditcard", "--csv", str(tmp_path / "missing.csv")]) == 2
-    assert "not found" in capsys.readouterr().err
-    bad = tmp_path / "bad.csv"
-    bad.write_text("Time,V1\n1,2\n")
-    assert bench.main(["creditcard", "--csv", str(bad)]) == 2
-    assert "missing column" in capsys.readouterr().err
-
-
-
-def test_creditcard_one_class_details_are_the_run_behind_its_numbers(sample):
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    result, details = bench.creditcard_one_class(sample, profile="fast", return_details=True)
     y, scores = details["split"].y_test, details["scores"]
     assert set(scores) == {"autoencoder", "Isolation Forest", "PCA reconstruction"}
     assert all(len(s) == len(y) == result["n_test"] for s in scores.values())
     assert result["auroc"] == round(float(roc_auc_score(y, scores["autoencoder"])), 4)
     assert result["baseline_iforest_auprc"] == round(
         float(average_precision_score(y, scores["Isolation Forest"])), 4)
-    assert result["auroc"] > 0.8           # a trained model is far above chance on this sample
+    # real frauds are clearly unusual: every detector ranks them far above chance
+    assert result["auroc"] > 0.85 and result["baseline_iforest_auroc"] > 0.85, result
+    assert result["baseline_pca_auroc"] > 0.85 and 0 < result["auprc"] <= 1
+
+
+def test_bench_creditcard_reports_bad_files(tmp_path, capsys):
+    from course_lib.cli.bench import main
+
+    assert main(["creditcard", "--csv", str(tmp_path / "missing.csv")]) == 2
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Time,V1\n1,2\n")
+    assert main(["creditcard", "--csv", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "missing column" in err and "Traceback" not in err

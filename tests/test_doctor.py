@@ -1,16 +1,15 @@
-"""``python -m course_lib.doctor``: each check with faked facts, the report and the exit code."""
-import os
-import subprocess
+"""``python -m course_lib.doctor`` (:mod:`course_lib.cli.doctor`): each check with faked
+facts, the report and the exit code, in-process."""
 import sys
 from pathlib import Path
 
 import pytest
 
-from course_lib import doctor
-from course_lib.data import CacheItem
-from course_lib.doctor import (Check, check_cpu, check_data_caches, check_data_folder,
-                               check_data_mode, check_gpu, check_keras, check_memory,
-                               check_package, check_profile, check_python, format_report)
+from course_lib.cli import doctor
+from course_lib.cli.doctor import (Check, check_cpu, check_data_caches, check_data_folder,
+                                   check_data_mode, check_gpu, check_keras, check_memory,
+                                   check_package, check_profile, check_python, format_report)
+from course_lib.data.common import CacheItem
 
 GOOD_KERAS = {"module": "keras", "file": "/env/site-packages/keras/__init__.py",
               "version": "3.15.1", "backend": "tensorflow", "legacy_env": "", "backend_env": ""}
@@ -107,6 +106,7 @@ def test_missing_data_folder_fails(tmp_path):
     assert check_data_folder().status == "OK"
 
 
+@pytest.mark.slow
 def test_basics_are_ok_on_this_machine():
     for c in (check_python(), check_package("keras"), check_package("tensorflow"),
               check_keras(), check_cpu(), check_gpu(), check_data_folder()):
@@ -151,21 +151,23 @@ def test_report_has_a_fix_under_every_non_ok_line():
         Check("d", "MAYBE", "?")
 
 
-def test_import_is_light():
-    code = ("import sys, course_lib.doctor\n"
-            "print(','.join(m for m in ('keras', 'tensorflow', 'matplotlib', 'sklearn') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"heavy modules imported by course_lib.doctor: {out.stdout}"
+def test_usage_error_is_one_line(capsys):
+    assert doctor.main(["--nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("python -m course_lib.doctor: error: unrecognized arguments: --nosuch "
+                           "(see python -m course_lib.doctor --help)")
 
 
-def test_command_line_on_this_machine(tmp_path):
-    env = {**os.environ, "KERAS_HOME": str(tmp_path / "k"),
-           "COURSE_CACHE_DIR": str(tmp_path / "c"), "COURSE_DATA": "offline"}
-    ok = subprocess.run([sys.executable, "-m", "course_lib.doctor"], capture_output=True,
-                        text=True, env=env, timeout=300)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "[ OK ] Keras backend" in ok.stdout and "0 FAIL" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "course_lib.doctor"], capture_output=True,
-                         text=True, env={**env, "COURSE_PROFILE": "turbo"}, timeout=300)
-    assert bad.returncode == 1 and "[FAIL] COURSE_PROFILE" in bad.stdout
+@pytest.mark.slow
+def test_command_line_on_this_machine(tmp_path, monkeypatch, capsys):
+    """The real checks (Keras and TensorFlow load): ready here; a bad profile FAILs."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "k"))
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "c"))
+    monkeypatch.setenv("COURSE_DATA", "offline")
+    assert doctor.main([]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "[ OK ] Keras backend" in out and "0 FAIL" in out
+    monkeypatch.setenv("COURSE_PROFILE", "turbo")
+    assert doctor.main([]) == 1
+    captured = capsys.readouterr()
+    assert "[FAIL] COURSE_PROFILE" in captured.out and "Traceback" not in captured.err

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from course_lib.config import set_seed
-from course_lib.data import add_channel, flatten, load_mnist
+from course_lib.data.mnist import load_mnist
+from course_lib.images import add_channel, flatten
 from course_lib.metrics import reconstruction_error
 from course_lib.models import build_conv_autoencoder, build_dense_autoencoder
 
@@ -35,7 +36,7 @@ def test_conv_autoencoder_shapes():
 
 @pytest.mark.parametrize("kwargs", [dict(code_size=0), dict(hidden=(16, -1)), dict(input_dim=2.5)])
 def test_dense_rejects_bad_sizes(kwargs):
-    with pytest.raises(ValueError, match="positive whole numbers"):
+    with pytest.raises(ValueError, match="whole number"):
         build_dense_autoencoder(**kwargs)
 
 

@@ -1,27 +1,24 @@
+"""Tests of ``course_lib.data.mvtec``: folders in MVTec AD layout, safe extraction and the
+resumable, verified download (against a local HTTP server: no network)."""
+
 import hashlib
+import http.server
 import io
-import os
+import socket
 import tarfile
-import urllib.error
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage.io
 
-from course_lib import mvtec
-from course_lib.data import DataError
-from course_lib.mvtec import (DEFECT_KINDS, MVTEC_AD_CATEGORIES, MVTEC_AD_DOWNLOADS,
-                              MVTEC_AD_PAGE, UnsafeArchiveError, build_texture_dataset,
-                              download_mvtec, extract_mvtec_archive, load_mvtec_folder,
-                              load_textures)
-
-SMALL = dict(size=32, n_train=4, n_test_good=2, n_test_defect=6)
-
-
-def tree_hashes(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+from course_lib.checks import DataError
+from course_lib.data import mvtec
+from course_lib.data.mvtec import (MVTEC_AD_CATEGORIES, MVTEC_AD_DOWNLOADS, MVTEC_AD_PAGE,
+                                   MVTecData, download_mvtec, extract_mvtec_archive,
+                                   load_mvtec, load_mvtec_folder, read_mask, resize_mask)
+from course_lib.download import UnsafeArchiveError
 
 
 def save(path: Path, img) -> Path:
@@ -47,115 +44,17 @@ def make_folder(root: Path, category="widget", size=(40, 60)) -> Path:
     return root
 
 
-# --------------------------------------------------------------------------- textures
-def test_texture_dataset_is_deterministic(tmp_path):
-    a = build_texture_dataset(tmp_path / "a", **SMALL)
-    b = build_texture_dataset(tmp_path / "b", **SMALL)
-    ha, hb = tree_hashes(a), tree_hashes(b)
-    assert ha == hb and len(ha) == 3 * (4 + 2 + 2 * 6) + 1  # images, masks, manifest
-    c = build_texture_dataset(tmp_path / "c", seed=1, **SMALL)
-    hc = tree_hashes(c)
-    assert sum(hc[k] != ha[k] for k in ha if k.endswith(".png")) > 0.9 * (len(ha) - 1)
-    # building one texture alone gives the same files for it
-    d = build_texture_dataset(tmp_path / "d", textures=("grass",), **SMALL)
-    assert all(ha[k] == v for k, v in tree_hashes(d).items() if k.startswith("grass"))
-
-
-def test_texture_dataset_loads_like_mvtec(tmp_path):
-    root = build_texture_dataset(tmp_path / "tex", **SMALL)
-    for texture in mvtec.TEXTURES:
-        data = load_mvtec_folder(root, texture, size=32, verbose=False)
-        assert data.x_train.shape == (4, 32, 32) and data.x_train.dtype == np.float32
-        assert data.x_test.shape == (8, 32, 32) and data.masks_test.shape == (8, 32, 32)
-        assert 0 <= data.x_test.min() and data.x_test.max() <= 1
-        assert data.y_test.tolist() == [0, 0] + [1] * 6
-        assert data.defect_types == sorted(DEFECT_KINDS)
-        area = data.masks_test.reshape(8, -1).sum(axis=1)
-        assert np.all(area[:2] == 0) and np.all(area[2:] > 0)
-        # at their own size the masks are read back exactly as written
-        for path, mask in zip(data.test_paths[2:], data.masks_test[2:]):
-            p = Path(path)
-            saved = skimage.io.imread(root / texture / "ground_truth" / p.parent.name /
-                                      f"{p.stem}_mask.png")
-            np.testing.assert_array_equal(mask, saved > 127)
-        assert data.x_train.std() > 0.05  # real texture, not a flat image
-
-
-def test_train_and_test_crops_come_from_disjoint_parts_of_the_photo(tmp_path, monkeypatch):
-    # a fake "photo" whose pixel value is its row: crops reveal where they were taken
-    rows = np.repeat(np.arange(512, dtype=np.float64)[:, None] / 511, 512, axis=1)
-    monkeypatch.setattr(mvtec, "_texture_photo", lambda name: rows)
-    root = build_texture_dataset(tmp_path / "rows", size=64, crop_size=64, n_train=30,
-                                 n_test_good=10, n_test_defect=12, textures=("brick",))
-    data = load_mvtec_folder(root, "brick", size=64, verbose=False)
-    split = 320 / 511
-    assert data.x_train.max() <= (319 / 511) + 1 / 255
-    good_pixels = data.x_test[data.masks_test == 0]  # defects change masked pixels only
-    assert good_pixels.min() >= split - 1 / 255
-    assert data.x_train.max() < good_pixels.min()
-    # flips / 90-degree turns: some crops have rows as columns
-    turned = [np.ptp(x[0, :]) > np.ptp(x[:, 0]) for x in data.x_train]
-    assert 0 < sum(turned) < len(turned)
-
-
-@pytest.mark.parametrize("kind", DEFECT_KINDS)
-def test_each_defect_is_visible_and_its_mask_exact(kind):
-    rng = np.random.default_rng(0)
-    img = 0.4 + 0.2 * np.random.default_rng(1).random((64, 64))
-    for _ in range(5):
-        out, mask = mvtec._defect(kind, img, rng)
-        changed = out != img
-        assert mask.dtype == bool and mask.any()
-        assert not np.any(changed & ~mask)  # nothing changes outside the mask
-        assert mask.mean() < 0.25  # a local defect
-        assert np.abs(out - img)[mask].mean() > 0.08  # visible, not a faint trace
-        assert 0 <= out.min() and out.max() <= 1
-
-
-def test_texture_cache_is_reused_and_built_atomically(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
-    first = build_texture_dataset(**SMALL)
-    assert first.parent == tmp_path / "cache"
-    stamp = (first / "manifest.json").stat().st_mtime_ns
-    calls = []
-    monkeypatch.setattr(mvtec, "_build_one_texture", lambda *a: calls.append(a))
-    assert build_texture_dataset(**SMALL) == first  # found: nothing rebuilt
-    assert calls == [] and (first / "manifest.json").stat().st_mtime_ns == stamp
-    with pytest.raises(DataError, match="overwrite"):  # a folder with other settings
-        build_texture_dataset(first, size=48, n_train=4, n_test_good=2, n_test_defect=6)
-
-    def crash(folder, name, index, settings):
-        (folder / name).mkdir()
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(mvtec, "_build_one_texture", crash)
-    with pytest.raises(RuntimeError):
-        build_texture_dataset(tmp_path / "never", **SMALL)
-    assert not (tmp_path / "never").exists()
-    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
-
-
-def test_load_textures_says_where_the_data_came_from(tmp_path, capsys):
-    data = load_textures("gravel", size=32, root=tmp_path / "t", n_train=3, n_test_good=1,
-                         n_test_defect=2)
-    line = capsys.readouterr().out
-    assert line.startswith("Data source: embedded") and "gravel" in line
-    assert data.source == "embedded" and len(data.x_train) == 3
-    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["gravel", "manifest.json"]
-    with pytest.raises(ValueError, match="brick"):
-        load_textures("marble")
-
-
 # --------------------------------------------------------------------------- loader
 def test_loader_reads_colour_png_and_jpeg_of_any_size(tmp_path):
     root = make_folder(tmp_path)
     data = load_mvtec_folder(root, "widget", size=(20, 30), verbose=False)
-    assert data.x_train.shape == (3, 20, 30) and data.x_test.shape == (2, 20, 30)
+    assert data.x_train.shape == (3, 20, 30) and data.x_train.dtype == np.float32
+    assert data.x_test.shape == (2, 20, 30) and 0 <= data.x_test.min() <= data.x_test.max() <= 1
     assert data.defect_test == ["good", "dent"] and data.y_test.tolist() == [0, 1]
     expected = np.zeros((20, 30), np.uint8)
     expected[5:10, 10:20] = 1  # the 40x60 mask, halved
     np.testing.assert_array_equal(data.masks_test[1], expected)
-    assert data.masks_test[0].sum() == 0
+    assert data.masks_test[0].sum() == 0 and data.n_empty_masks == 0
     native = load_mvtec_folder(root, "widget", size=None, n_train=2, verbose=False)
     assert native.x_train.shape == (2, 40, 60)
 
@@ -176,6 +75,52 @@ def test_thin_defects_survive_downscaling(tmp_path):
     save(root / "widget" / "ground_truth" / "dent" / "000_mask.png", mask)
     data = load_mvtec_folder(root, "widget", size=16, verbose=False)
     assert data.masks_test[1].sum() > 0
+    assert not resize_mask(np.zeros((128, 128), bool), (16, 16)).any()  # nothing from nothing
+
+
+@pytest.mark.parametrize("encoding", ["0/255", "0/1", "0/1 16-bit", "0/1 red channel"])
+def test_any_nonzero_mask_pixel_is_a_defect(tmp_path, encoding):
+    """Masks saved as 0/1 (many labelling tools) mark the same defect as MVTec's 0/255."""
+    marked = np.zeros((40, 60), bool)
+    marked[10:20, 20:40] = True
+    if encoding == "0/255":
+        img = marked.astype(np.uint8) * 255
+    elif encoding == "0/1":
+        img = marked.astype(np.uint8)
+    elif encoding == "0/1 16-bit":
+        img = marked.astype(np.uint16)
+    else:
+        img = np.zeros((40, 60, 3), np.uint8)
+        img[..., 0] = marked
+    path = save(tmp_path / "mask.png", img)
+    np.testing.assert_array_equal(read_mask(path), marked)
+    root = make_folder(tmp_path / "data")
+    save(root / "widget" / "ground_truth" / "dent" / "000_mask.png", img)
+    data = load_mvtec_folder(root, "widget", size=None, verbose=False)
+    np.testing.assert_array_equal(data.masks_test[1], marked)
+    assert data.n_empty_masks == 0
+
+
+def test_defective_image_with_an_empty_mask_is_reported(tmp_path, capsys):
+    root = make_folder(tmp_path)
+    save(root / "widget" / "test" / "dent" / "001.png", np.zeros((40, 60), np.uint8))
+    save(root / "widget" / "ground_truth" / "dent" / "001_mask.png", np.zeros((40, 60), np.uint8))
+    data = load_mvtec_folder(root, "widget", size=32)
+    line = capsys.readouterr().out
+    assert data.y_test.tolist() == [0, 1, 1] and data.n_empty_masks == 1
+    assert line.startswith("Data source: file") and \
+        "WARNING: 1 defective image(s) with an empty mask" in line
+    assert "WARNING" not in str(load_mvtec_folder(make_folder(tmp_path / "ok"), "widget",
+                                                  verbose=False))
+
+
+def test_category_with_good_test_images_only_loads(tmp_path, capsys):
+    root = make_folder(tmp_path)
+    for p in (root / "widget" / "test" / "dent").iterdir():
+        p.unlink()
+    data = load_mvtec_folder(root, "widget", size=16)
+    assert data.y_test.tolist() == [0] and data.n_empty_masks == 0 and data.defect_types == []
+    assert "1 good, 0 defective" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("breakage, message", [
@@ -187,6 +132,7 @@ def test_thin_defects_survive_downscaling(tmp_path):
     ("mask size", "must have its image's size"),
     ("unreadable", "Could not read image"),
     ("sizes differ", "pass size"),
+    ("bad size", "size must be"),
 ])
 def test_loader_errors_say_what_is_wrong(tmp_path, breakage, message):
     root = make_folder(tmp_path / "data")
@@ -211,6 +157,8 @@ def test_loader_errors_say_what_is_wrong(tmp_path, breakage, message):
     elif breakage == "sizes differ":
         save(cat / "train" / "good" / "001.png", np.zeros((10, 10), np.uint8))
         size = None
+    elif breakage == "bad size":
+        size = 4
     with pytest.raises(DataError, match=message):
         load_mvtec_folder(root, category, size=size, verbose=False)
 
@@ -243,6 +191,46 @@ def test_extract_archive_into_place_and_load(tmp_path):
     wrapped = make_tar(tmp_path / "wrapped.tar.gz", src, "mvtec_anomaly_detection/")
     assert extract_mvtec_archive(wrapped, root) == []
     assert extract_mvtec_archive(wrapped, root, replace=True) == ["widget"]
+    assert sorted(p.name for p in root.iterdir()) == ["license.txt", "widget"]
+
+
+def test_replace_touches_category_folders_only(tmp_path):
+    """replace=True swaps category folders; the cache's .downloads and other folders of the
+    root that the archive happens to name are never replaced or deleted."""
+    root = tmp_path / "mvtec"
+    (root / ".downloads").mkdir(parents=True)
+    (root / ".downloads" / "all.tar.xz.part").write_bytes(b"12345")  # a download in progress
+    (root / "notes").mkdir()
+    (root / "notes" / "mine.txt").write_text("my notes")
+    make_folder(root)  # an older 'widget'
+    (root / "widget" / "old.txt").write_text("old")
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tar:
+        add_member(tar, "widget/train/good/000.png", b"new")
+        add_member(tar, ".downloads/train/good/000.png", b"not a download")
+        add_member(tar, "notes/train/good/000.png", b"not my notes")
+    assert extract_mvtec_archive(archive, root, replace=True) == ["widget"]
+    assert (root / ".downloads" / "all.tar.xz.part").read_bytes() == b"12345"
+    assert sorted(p.name for p in (root / ".downloads").iterdir()) == ["all.tar.xz.part"]
+    assert (root / "notes" / "mine.txt").read_text() == "my notes"
+    assert not (root / "notes" / "train").exists()
+    assert not (root / "widget" / "old.txt").exists()  # the category itself was replaced
+    assert (root / "widget" / "train" / "good" / "000.png").read_bytes() == b"new"
+    assert sorted(p.name for p in root.iterdir()) == [".downloads", "notes", "widget"]
+
+
+def test_absurdly_deep_archive_fails_cleanly(tmp_path):
+    """2000 nested folders: a clear DataError (no RecursionError), no temporary folder left."""
+    archive = tmp_path / "deep.tar"
+    with tarfile.open(archive, "w") as tar:
+        add_member(tar, "widget/train/good/000.png")
+        for depth in range(1, 2001):
+            add_member(tar, "/".join(["d"] * depth), kind=tarfile.DIRTYPE)
+        add_member(tar, "/".join(["d"] * 2000) + "/f.png")
+    root = tmp_path / "root"
+    with pytest.raises(DataError, match="nested .* deep"):
+        extract_mvtec_archive(archive, root)
+    assert list(root.iterdir()) == []  # no .extract-* folder, nothing half-extracted
 
 
 @pytest.mark.parametrize("evil", ["dotdot", "absolute", "symlink", "hardlink", "device"])
@@ -269,7 +257,7 @@ def test_malicious_archives_are_refused(tmp_path, evil):
     assert list(root.iterdir()) == []  # nothing half-extracted, no temp folder left
 
 
-def test_corrupted_archive_leaves_nothing_behind(tmp_path):
+def test_corrupted_or_wrong_archive_leaves_nothing_behind(tmp_path):
     src = make_folder(tmp_path / "src")
     good = make_tar(tmp_path / "w.tar.xz", src, mode="w:xz").read_bytes()
     broken = tmp_path / "broken.tar.xz"
@@ -277,63 +265,166 @@ def test_corrupted_archive_leaves_nothing_behind(tmp_path):
     with pytest.raises(DataError, match="corrupted"):
         extract_mvtec_archive(broken, tmp_path / "root")
     assert list((tmp_path / "root").iterdir()) == []
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.txt").write_text("no images")
+    with pytest.raises(DataError, match="no folder in MVTec layout"):
+        extract_mvtec_archive(make_tar(tmp_path / "docs.tar", tmp_path / "docs", mode="w"),
+                              tmp_path / "root")
+    assert list((tmp_path / "root").iterdir()) == []
+    with pytest.raises(DataError, match="not found"):
+        extract_mvtec_archive(tmp_path / "missing.tar.xz", tmp_path / "root")
 
 
 # --------------------------------------------------------------------------- download
+class ArchiveServer:
+    """A local HTTP/1.0 server of one file at ``/<name>``, run in a thread.
+
+    ``length``: announce the size (Content-Length); ``cut``: send only that many bytes and
+    close, as a server does whose connection drops (without a length, the client sees a clean
+    end of the stream); ``ranges``: honour Range requests (206 with Content-Range), else send
+    the whole file.  The Range header of every request is recorded in ``requests``.
+    """
+
+    def __init__(self, payload: bytes):
+        self.payload, self.cut, self.length, self.ranges = payload, None, False, False
+        self.requests = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.headers.get("Range"))
+                body, status, headers = server.payload, 200, {}
+                if server.length:
+                    headers["Content-Length"] = str(len(body))
+                rng = self.headers.get("Range")
+                if server.ranges and rng:
+                    start = int(rng.split("=")[1].split("-")[0])
+                    body, status = body[start:], 206
+                    headers = {"Content-Range": f"bytes {start}-{len(server.payload) - 1}/"
+                                                f"{len(server.payload)}",
+                               "Content-Length": str(len(body))}
+                if server.cut is not None:
+                    body = body[:server.cut]
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/x/{name}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 @pytest.fixture
-def fake_bottle(tmp_path, monkeypatch):
-    """A tiny 'bottle' archive served by a monkeypatched downloader (no network)."""
+def no_proxy(monkeypatch):
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def bottle_server(tmp_path, monkeypatch, no_proxy):
+    """A tiny 'bottle' archive (.tar.xz) served locally; MVTEC_AD_DOWNLOADS points at it
+    (no published sha256, like the real category archives)."""
     src = make_folder(tmp_path / "src", category="bottle")
     archive = make_tar(tmp_path / "bottle.tar.xz", src, mode="w:xz")
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    server = ArchiveServer(archive.read_bytes())
     monkeypatch.setitem(MVTEC_AD_DOWNLOADS, "bottle",
-                        {"url": "https://example.invalid/x/bottle.tar.xz", "sha256": digest})
-    calls = []
-
-    def fake_download(url, dest, progress=True):
-        calls.append(url)
-        dest.write_bytes(archive.read_bytes())
-
-    monkeypatch.setattr(mvtec, "_download", fake_download)
-    return calls
+                        {"url": server.url("bottle.tar.xz"), "sha256": None})
+    yield server
+    server.close()
 
 
-def test_download_extracts_and_is_cached(tmp_path, fake_bottle, monkeypatch):
-    root = download_mvtec("bottle", tmp_path / "mvtec", progress=False)
-    assert (root / "bottle" / "train" / "good").is_dir() and len(fake_bottle) == 1
-    assert not (root / ".downloads" / "bottle.tar.xz").exists()  # archive removed after use
-    assert download_mvtec("bottle", root) == root and len(fake_bottle) == 1  # no new download
-    data = mvtec.load_mvtec("bottle", size=16, root=root, verbose=False)
-    assert data.source == "online" and "CC BY-NC-SA" in data.detail
+@pytest.mark.parametrize("second_try", ["range", "whole file"])
+def test_cut_off_download_never_becomes_the_archive(tmp_path, bottle_server, second_try):
+    """No Content-Length and a dropped connection: the partial file stays .part (the old code
+    renamed it to the archive, reused by every later run); the next run completes it."""
+    root = tmp_path / "mvtec"
+    size = len(bottle_server.payload)
+    bottle_server.cut = size // 2
+    with pytest.raises(DataError, match="Run again") as info:
+        download_mvtec("bottle", root, progress=False)
+    downloads = root / ".downloads"
+    assert not (downloads / "bottle.tar.xz").exists()
+    assert (downloads / "bottle.tar.xz.part").stat().st_size == size // 2
+    assert not (root / "bottle").exists()
+    assert f"{size // 2:,} bytes" in str(info.value) and "by hand" in str(info.value)
+
+    bottle_server.cut, bottle_server.ranges = None, second_try == "range"
+    assert download_mvtec("bottle", root, progress=False) == root
+    assert bottle_server.requests == [None, f"bytes={size // 2}-"]
+    assert list(downloads.iterdir()) == []  # verified, unpacked, then deleted
+    data = load_mvtec("bottle", size=16, root=root, verbose=False)
+    assert data.source == "online" and len(data.x_train) == 3 and "CC BY-NC-SA" in data.detail
+
+
+def test_download_is_cached_and_never_fetched_offline(tmp_path, bottle_server, monkeypatch):
+    root = tmp_path / "mvtec"
+    download_mvtec("bottle", root, progress=False, keep_archive=True)
+    assert (root / ".downloads" / "bottle.tar.xz").read_bytes() == bottle_server.payload
+    assert download_mvtec("bottle", root) == root and len(bottle_server.requests) == 1
     monkeypatch.setenv("COURSE_DATA", "offline")  # offline: a missing category is not fetched
     with pytest.raises(DataError, match="COURSE_DATA=offline"):
-        mvtec.load_mvtec("bottle", root=tmp_path / "elsewhere")
-    assert len(fake_bottle) == 1
+        load_mvtec("bottle", root=tmp_path / "elsewhere")
+    assert len(bottle_server.requests) == 1
 
 
-def test_download_checks_the_checksum(tmp_path, fake_bottle, monkeypatch):
+def test_download_checks_the_checksum(tmp_path, bottle_server, monkeypatch):
+    root = tmp_path / "mvtec"
+    downloads = root / ".downloads"
+    good = hashlib.sha256(bottle_server.payload).hexdigest()
+    bottle_server.length = True  # size known: a complete file with a wrong hash is corrupt
     monkeypatch.setitem(MVTEC_AD_DOWNLOADS["bottle"], "sha256", "0" * 64)
     with pytest.raises(DataError, match="sha256"):
-        download_mvtec("bottle", tmp_path / "mvtec", progress=False)
-    downloads = tmp_path / "mvtec" / ".downloads"
+        download_mvtec("bottle", root, progress=False)
     assert [p.name for p in downloads.iterdir()] == ["bottle.tar.xz.corrupt"]
-    assert not (tmp_path / "mvtec" / "bottle").exists()
+    assert not (root / "bottle").exists()
+    # an archive saved by hand under the final name is checked too, and moved aside
+    (downloads / "bottle.tar.xz.corrupt").unlink()
+    (downloads / "bottle.tar.xz").write_bytes(b"a different file")
+    monkeypatch.setitem(MVTEC_AD_DOWNLOADS["bottle"], "sha256", good)
+    with pytest.raises(DataError, match="moved it to"):
+        download_mvtec("bottle", root, progress=False)
+    assert [p.name for p in downloads.iterdir()] == ["bottle.tar.xz.corrupt"]
+    assert len(bottle_server.requests) == 1
+    download_mvtec("bottle", root, progress=False)  # the next run downloads it afresh
+    assert (root / "bottle" / "train" / "good").is_dir() and len(bottle_server.requests) == 2
 
 
-def test_failed_download_says_where_to_get_the_data(tmp_path, monkeypatch):
-    def offline(url, dest, progress=True):
-        dest.with_name(dest.name + ".part").write_bytes(b"12345")  # got 5 bytes, then failed
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(mvtec, "_download", offline)
+def test_failed_download_says_where_to_get_the_data(tmp_path, monkeypatch, no_proxy):
+    with socket.socket() as s:  # a port where nothing listens: connection refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setitem(MVTEC_AD_DOWNLOADS, "carpet",
+                        {"url": f"http://127.0.0.1:{port}/x/carpet.tar.xz", "sha256": None})
+    part = tmp_path / "mvtec" / ".downloads" / "carpet.tar.xz.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"12345")  # an earlier run got 5 bytes
     with pytest.raises(DataError, match="by hand") as info:
-        download_mvtec("carpet", tmp_path / "mvtec")
+        download_mvtec("carpet", tmp_path / "mvtec", progress=False)
     assert MVTEC_AD_PAGE in str(info.value) and "carpet.tar.xz" in str(info.value)
     assert "resume the partial download (5 bytes" in str(info.value)
+    assert part.read_bytes() == b"12345"
     with pytest.raises(DataError, match=MVTEC_AD_PAGE):
-        mvtec.load_mvtec("carpet", root=tmp_path / "mvtec", download=False)
-    with pytest.raises(ValueError, match="bottle"):
+        load_mvtec("carpet", root=tmp_path / "mvtec", download=False)
+    with pytest.raises(DataError, match="bottle"):
         download_mvtec("bottles")
+    with pytest.raises(DataError, match="carpet"):
+        load_mvtec("carpets")
 
 
 def test_download_table_is_complete():
@@ -343,43 +434,20 @@ def test_download_table_is_complete():
         assert info["url"].startswith("https://")
         assert info["url"].endswith(("mvtec_anomaly_detection.tar.xz" if name == "all"
                                      else f"/{name}.tar.xz"))
+        assert mvtec.archive_name(name) == info["url"].rsplit("/", 1)[-1]
     assert len(MVTEC_AD_DOWNLOADS["all"]["sha256"]) == 64
 
 
-class FakeResponse:
-    def __init__(self, body: bytes, status: int):
-        self.body, self.status = io.BytesIO(body), status
-        self.headers = {"Content-Length": str(len(body))}
-
-    def read(self, n=-1):
-        return self.body.read(n)
-
-    def getcode(self):
-        return self.status
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-@pytest.mark.parametrize("honours_range", [True, False])
-def test_interrupted_download_resumes(tmp_path, monkeypatch, honours_range):
-    payload = os.urandom(5000)
-    seen = []
-
-    def urlopen(request, timeout=None):
-        rng = request.get_header("Range")
-        seen.append(rng)
-        if rng and honours_range:
-            start = int(rng.split("=")[1].rstrip("-"))
-            return FakeResponse(payload[start:], 206)
-        return FakeResponse(payload, 200)
-
-    monkeypatch.setattr("urllib.request.urlopen", urlopen)
-    dest = tmp_path / "a.tar.xz"
-    (tmp_path / "a.tar.xz.part").write_bytes(payload[:1234])  # an interrupted earlier run
-    mvtec._download("https://example.invalid/a.tar.xz", dest, progress=False)
-    assert dest.read_bytes() == payload and not (tmp_path / "a.tar.xz.part").exists()
-    assert seen == ["bytes=1234-"]
+def test_cache_items_list_the_categories_present(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    [summary] = mvtec.mvtec_cache_items()
+    assert summary.state == "missing" and "prefetch --mvtec" in summary.hint
+    make_folder(mvtec.mvtec_dir(), category="grid")
+    [summary] = mvtec.mvtec_cache_items()
+    assert summary.state == "OK" and summary.detail.startswith("1/15 categories: grid")
+    items = mvtec.mvtec_cache_items(["grid", "wood"])
+    assert [(i.name, i.state) for i in items] == [("MVTec AD 'grid'", "OK"),
+                                                 ("MVTec AD 'wood'", "missing")]
+    assert "wood.tar.xz" in items[1].hint and str(tmp_path) in items[1].hint
+    assert len(mvtec.mvtec_cache_items(["all"])) == 15
+    assert isinstance(load_mvtec("grid", size=16, verbose=False), MVTecData)

@@ -1,4 +1,5 @@
-"""Metrics for anomaly *maps*: image AUROC, pixel AUROC, PRO / AUPRO and MVTec's ratios.
+"""Anomaly *maps*: residual maps of a reconstruction, and their metrics (image AUROC, pixel
+AUROC, PRO / AUPRO, MVTec's classification ratios).
 
 An anomaly map gives every pixel a score (e.g. ``1 - SSIM`` or the squared error of a
 reconstruction); a ground-truth mask marks the defective pixels.  The metrics of the MVTec AD
@@ -17,14 +18,20 @@ papers (Bergmann et al., CVPR 2019 and IJCV 2021) judge such maps at three level
 Conventions (as in :mod:`course_lib.metrics`): label 1 = defective, 0 = good; higher scores
 are more anomalous; an image is flagged iff ``score > threshold``.
 
-Taught in notebook 05.  scikit-learn and scipy are imported inside the functions.
+- residual maps: :func:`residual_maps` (squared error or ``1 - SSIM`` per pixel);
+- one evaluation for every model: :func:`evaluate_anomaly_maps`.
+
+scikit-learn and scipy are imported inside the functions.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from course_lib.metrics import _check_labels, _check_scores, threshold_percentile
+from course_lib.checks import (DataError, check_binary_labels, check_image_batch, check_masks,
+                               check_number, check_positive_int, check_scores, quote)
+from course_lib.metrics import threshold_percentile
+from course_lib.ssim import ssim_residual_map
 
 DEFAULT_MAX_FPR = 0.3
 
@@ -32,39 +39,11 @@ DEFAULT_MAX_FPR = 0.3
 # --------------------------------------------------------------------------- validation
 def _check_maps(maps, name: str = "maps") -> np.ndarray:
     """Anomaly maps as a float64 array (N, H, W); a trailing channel axis of 1 is dropped."""
-    from course_lib.data import check_image_batch
-
-    return check_image_batch(maps, name, np.float64, what="anomaly maps")
-
-
-def _check_masks(masks, shape, name: str = "masks") -> np.ndarray:
-    """Ground-truth masks as a bool array of ``shape``; values must be 0/1 (or bool)."""
-    arr = np.asarray(masks)
-    if arr.ndim == 4 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.shape != tuple(shape):
-        raise ValueError(f"{name} and maps must have the same shape (N, H, W), got "
-                         f"{arr.shape} and {tuple(shape)}.")
-    if arr.dtype == bool:
-        return arr
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"{name}: expected binary masks (0/1 or bool), got dtype {arr.dtype}.")
-    bad = ~np.isin(arr, (0, 1))
-    if np.any(bad):
-        found = np.unique(arr[bad])[:5].tolist()
-        raise ValueError(f"{name}: expected binary masks of 0 (good) and 1 (defect), found "
-                         f"{found}. Threshold them first (e.g. masks > 0).")
-    return arr.astype(bool)
+    return check_image_batch(maps, name, dtype=np.float64, what="anomaly maps")
 
 
 def _check_max_fpr(max_fpr) -> float:
-    try:
-        v = float(max_fpr)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not (np.isfinite(v) and 0.0 < v <= 1.0):
-        raise ValueError(f"max_fpr must lie in (0, 1], got {max_fpr!r}.")
-    return v
+    return check_number("max_fpr", max_fpr, 0.0, 1.0, low_open=True)
 
 
 # --------------------------------------------------------------------------- image level
@@ -89,7 +68,7 @@ def image_scores(maps, reduction: str = "max") -> np.ndarray:
         return m.max(axis=(1, 2))
     if reduction == "mean":
         return m.mean(axis=(1, 2))
-    raise ValueError(f"reduction must be 'max' or 'mean', got {reduction!r}.")
+    raise DataError(f"reduction must be 'max' or 'mean', got {reduction!r}.")
 
 
 def image_auroc(labels, scores) -> float:
@@ -111,10 +90,10 @@ def image_auroc(labels, scores) -> float:
     """
     from sklearn.metrics import roc_auc_score
 
-    s = _check_scores(scores)
-    y = _check_labels(labels, len(s), "labels")
+    s = check_scores(scores)
+    y = check_binary_labels(labels, len(s), "labels")
     if y.min() == y.max():
-        raise ValueError("image_auroc needs both good (0) and defective (1) images in labels; "
+        raise DataError("image_auroc needs both good (0) and defective (1) images in labels; "
                          f"all {len(y)} are {int(y[0])}.")
     return float(roc_auc_score(y, s))
 
@@ -149,7 +128,7 @@ def largest_region_scores(maps, min_area: int = 1, connectivity: int = 2) -> np.
     m = _check_maps(maps)
     if not isinstance(min_area, (int, np.integer)) or isinstance(min_area, bool) or not (
             1 <= min_area <= m.shape[1] * m.shape[2]):
-        raise ValueError(f"min_area must be an integer in [1, {m.shape[1] * m.shape[2]}] "
+        raise DataError(f"min_area must be an integer in [1, {m.shape[1] * m.shape[2]}] "
                          f"(pixels of one map), got {min_area!r}.")
     structure = _structure(connectivity)
     out = np.empty(len(m))
@@ -200,8 +179,8 @@ def classification_ratios(good_val_scores, test_scores, test_labels,
     Taught in notebook 05 (compared with the paper's Table 2).
     """
     t = threshold_percentile(good_val_scores, percentile)
-    s = _check_scores(test_scores, "test_scores")
-    y = _check_labels(test_labels, len(s), "test_labels")
+    s = check_scores(test_scores, "test_scores")
+    y = check_binary_labels(test_labels, len(s), "test_labels")
     flagged = s > t
     good, bad = y == 0, y == 1
     return {"threshold": float(t),
@@ -231,17 +210,17 @@ def pixel_auroc(masks, maps) -> float:
     from sklearn.metrics import roc_auc_score
 
     m = _check_maps(maps)
-    g = _check_masks(masks, m.shape)
+    g = check_masks(masks, m.shape)
     n_defect = int(g.sum())
     if n_defect == 0 or n_defect == g.size:
-        raise ValueError("pixel_auroc needs both defective and good pixels in masks; found "
+        raise DataError("pixel_auroc needs both defective and good pixels in masks; found "
                          f"{n_defect} defective of {g.size}.")
     return float(roc_auc_score(g.ravel(), m.ravel()))
 
 
 def _structure(connectivity: int) -> np.ndarray:
     if connectivity not in (1, 2):
-        raise ValueError(f"connectivity must be 1 (4 neighbours) or 2 (8 neighbours), got "
+        raise DataError(f"connectivity must be 1 (4 neighbours) or 2 (8 neighbours), got "
                          f"{connectivity!r}.")
     from scipy import ndimage
 
@@ -275,7 +254,7 @@ def pro_curve(masks, maps, connectivity: int = 2) -> tuple[np.ndarray, np.ndarra
     from scipy import ndimage
 
     m = _check_maps(maps)
-    g = _check_masks(masks, m.shape)
+    g = check_masks(masks, m.shape)
     structure = _structure(connectivity)
     pro_weight = np.zeros(m.shape)
     n_regions = 0
@@ -289,9 +268,9 @@ def pro_curve(masks, maps, connectivity: int = 2) -> tuple[np.ndarray, np.ndarra
         n_regions += n
     n_good = int(g.size - g.sum())
     if n_regions == 0:
-        raise ValueError("pro_curve needs at least one defect region in masks (all are empty).")
+        raise DataError("pro_curve needs at least one defect region in masks (all are empty).")
     if n_good == 0:
-        raise ValueError("pro_curve needs good pixels in masks (every pixel is a defect).")
+        raise DataError("pro_curve needs good pixels in masks (every pixel is a defect).")
     order = np.argsort(m.ravel(), kind="stable")[::-1]  # highest score first
     scores = m.ravel()[order]
     fpr = np.cumsum(~g.ravel()[order]) / n_good
@@ -336,3 +315,57 @@ def aupro(masks, maps, max_fpr: float = DEFAULT_MAX_FPR, connectivity: int = 2) 
         y = np.append(y, y0 + (y1 - y0) * (limit - x0) / (x1 - x0))
     area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
     return area / limit
+
+
+# --------------------------------------------------------------------------- residual maps
+#: Residual maps of notebook 05: squared error ("l2") or 1 - SSIM ("ssim").
+RESIDUALS = ("l2", "ssim")
+
+
+def check_residual(kind: str) -> str:
+    """``kind`` if it is one of :data:`RESIDUALS`, else a DataError."""
+    if kind not in RESIDUALS:
+        raise DataError(f"loss must be one of {RESIDUALS}, got {quote(kind)}.")
+    return kind
+
+
+def residual_maps(autoencoder, x, loss: str = "l2", batch_size: int = 64) -> np.ndarray:
+    """Anomaly maps (N, H, W) of images ``x`` (N, H, W) from their reconstructions.
+
+    ``loss="l2"``: the squared error ``(x - x_hat)**2`` per pixel; ``"ssim"``: ``1 - SSIM``
+    per pixel (:func:`course_lib.ssim.ssim_residual_map`, 11 x 11 window).
+    """
+    check_residual(loss)
+    x = check_image_batch(x, "x", dtype=np.float32)
+    batch_size = check_positive_int("batch_size", batch_size)
+    recon = autoencoder.predict(x[..., None], batch_size=batch_size, verbose=0)[..., 0]
+    if loss == "l2":
+        return ((x - recon) ** 2).astype(np.float32)
+    return ssim_residual_map(x, recon, batch_size=batch_size)
+
+
+def evaluate_anomaly_maps(val_maps, test_maps, y_test, masks_test,
+                          max_fpr: float = DEFAULT_MAX_FPR) -> dict:
+    """MVTec-style evaluation of anomaly maps, the same for every model.
+
+    Image score = the map's maximum (:func:`image_scores`); ``image_auroc``; ``pixel_auroc``;
+    ``aupro`` up to ``max_fpr``; ``good_correct`` / ``defect_correct``: MVTec AD's Table 2
+    ratios with the threshold = the highest score of the defect-free *validation* maps
+    ``val_maps`` (:func:`classification_ratios`); ``threshold``.  All rounded to 4 digits.
+    Checks labels and masks before computing anything.
+    """
+    test = _check_maps(test_maps, "test_maps")
+    y = check_binary_labels(y_test, len(test), "y_test")
+    g = check_masks(masks_test, test.shape, "masks_test")
+    test_scores = image_scores(test)
+    ratios = classification_ratios(image_scores(val_maps), test_scores, y)
+
+    def r4(v):
+        return None if v is None else round(float(v), 4)
+
+    return {"image_auroc": r4(image_auroc(y, test_scores)),
+            "pixel_auroc": r4(pixel_auroc(g, test)),
+            "aupro": r4(aupro(g, test, max_fpr=max_fpr)),
+            "good_correct": r4(ratios["good_correct"]),
+            "defect_correct": r4(ratios["defective_correct"]),
+            "threshold": float(ratios["threshold"])}

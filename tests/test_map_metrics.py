@@ -3,7 +3,7 @@ import pytest
 from skimage.measure import label
 from sklearn.metrics import roc_auc_score
 
-from course_lib.pixel_metrics import (aupro, classification_ratios, image_auroc, image_scores,
+from course_lib.map_metrics import (aupro, classification_ratios, image_auroc, image_scores,
                                       largest_region_scores, pixel_auroc, pro_curve)
 
 

@@ -4,7 +4,7 @@ from scipy import ndimage
 from skimage import data, filters
 from skimage.metrics import structural_similarity
 
-from course_lib.losses import gaussian_window, ssim_loss, ssim_map, ssim_residual_map
+from course_lib.ssim import gaussian_window, ssim_loss, ssim_map, ssim_residual_map
 
 BORDER = 5  # (window_size - 1) // 2: pixels whose window reaches past the image edge
 
@@ -147,7 +147,7 @@ def test_residual_map_rejects_bad_input():
 
 
 def test_ssim_speed_command_reports_agreement_and_ratios():
-    from course_lib.bench import ssim_speed
+    from course_lib.experiments import ssim_speed_experiment as ssim_speed
 
     r = ssim_speed(n_images=4, size=64, repeats=1)
     assert r["images"] == 4 and r["size"] == 64

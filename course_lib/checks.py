@@ -1,0 +1,283 @@
+"""Input validation: the one :class:`DataError` and every check the course's helpers share.
+
+Each check takes the value and the name the user knows it by, returns the value in the form
+the caller needs (a NumPy array of a given dtype, an ``int``, a ``float``) and otherwise raises
+:class:`DataError` with a message that says what was expected, what was found and, where it
+helps, what to do.  Messages never quote a whole bad value: :func:`quote` caps it.
+
+Like scikit-learn's ``check_array``; imports only NumPy.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+#: At most this many characters of a bad value are quoted in an error message.
+MAX_QUOTE = 60
+
+
+class DataError(ValueError):
+    """Data or an argument is missing, corrupted or not in the expected form.
+
+    A ``ValueError``, so code that catches ``ValueError`` also catches it.  The message says
+    what was expected and what to do.
+    """
+
+
+def quote(value, limit: int = MAX_QUOTE) -> str:
+    """``repr(value)``, shortened to about ``limit`` characters for an error message.
+
+    Long strings and bytes are cut *before* ``repr`` (a 50 MB field never becomes a 50 MB
+    message) and the length of the whole value is added: ``'aaaa...' (50,000,000 characters)``.
+    """
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        unit = "characters" if isinstance(value, str) else "bytes"
+        return f"{value[:limit]!r}... ({len(value):,} {unit})"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --------------------------------------------------------------------------- numbers
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an ``int`` >= ``minimum`` (bools, floats and strings are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise DataError(f"{name} must be a whole number >= {minimum}, got {quote(value)}.")
+    return int(value)
+
+
+def check_positive_ints(name: str, values) -> tuple:
+    """A non-empty sequence of whole numbers >= 1, as a tuple of ``int``."""
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise DataError(f"{name} must be a sequence of whole numbers >= 1, got "
+                        f"{quote(values)}.") from None
+    if not values:
+        raise DataError(f"{name} must hold at least one whole number >= 1, got ().")
+    return tuple(check_positive_int(name, v) for v in values)
+
+
+def check_number(name: str, value, low=None, high=None, low_open: bool = False,
+                 high_open: bool = False) -> float:
+    """A finite real number in the range given (open or closed at each end), as a ``float``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if isinstance(value, bool):
+        v = float("nan")
+    ok = np.isfinite(v)
+    if ok and low is not None:
+        ok = v > low if low_open else v >= low
+    if ok and high is not None:
+        ok = v < high if high_open else v <= high
+    if not ok:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        raise DataError(f"{name} must be a finite number in {interval}, got {quote(value)}.")
+    return v
+
+
+def check_fraction(name: str, value, allow_zero: bool = False, allow_one: bool = True) -> float:
+    """A share between 0 and 1: (0, 1] by default; ``allow_zero`` / ``allow_one`` close or
+    open the ends."""
+    return check_number(name, value, 0.0, 1.0, low_open=not allow_zero, high_open=not allow_one)
+
+
+# --------------------------------------------------------------------------- images
+def _as_array(x, name: str, dtype=None) -> np.ndarray:
+    try:
+        return np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name}: expected an array of numbers ({quote(str(exc))}).") from exc
+
+
+def check_image_batch(x, name: str = "x", *, shape=None, min_images: int = 1,
+                      min_side: int = 1, unit_range: bool = False, dtype=np.float64,
+                      keep_uint8: bool = False, what: str = "grayscale images") -> np.ndarray:
+    """Validate a batch of same-size grayscale images (or anomaly maps) of any size.
+
+    Parameters
+    ----------
+    x : array-like of shape (N, H, W) or (N, H, W, 1)
+        The channel axis of size 1 is dropped.
+    name : str
+        How the caller calls ``x`` (used in messages).
+    shape : (int, int), optional
+        Required (H, W), e.g. (28, 28) for MNIST.
+    min_images, min_side : int
+        At least this many images, each at least ``min_side`` pixels high and wide.
+    unit_range : bool
+        Float values must lie in [0, 1] (uint8 images are then accepted with any value when
+        ``keep_uint8`` is set, else refused with a hint to divide by 255).
+    dtype : NumPy dtype
+        The dtype returned (float input is converted to it).
+    keep_uint8 : bool
+        Return uint8 input unchanged (``dtype`` applies to float input only); other integer
+        dtypes are then refused, since 0-255 and 0-1 cannot be told apart.  Bool input is
+        always read as 0.0 / 1.0.
+    what : str
+        What the images are, for messages ("anomaly maps").
+
+    Returns
+    -------
+    ndarray (N, H, W) of ``dtype`` (or uint8 with ``keep_uint8``)
+
+    Raises
+    ------
+    DataError
+        Not numbers, another rank, too few or too small images, another size than ``shape``,
+        NaN or infinite values, values outside [0, 1] with ``unit_range``.
+    """
+    arr = _as_array(x, name)
+    if arr.dtype == bool:  # False/True are 0.0/1.0 (never uint8 0/1, which means almost black)
+        arr = arr.astype(np.float64)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise DataError(f"{name}: expected {what} as numbers (uint8 0-255 or float 0-1), got "
+                        f"dtype {arr.dtype}.")
+    if keep_uint8 and np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8:
+        raise DataError(f"{name}: expected uint8 (0-255) or float (0-1) pixels, got dtype "
+                        f"{arr.dtype}. Convert with x.astype(np.uint8) if the values are 0-255, "
+                        f"or x.astype(np.float32) if they are 0-1.")
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 3:
+        want = f"(N, {shape[0]}, {shape[1]})" if shape else "(N, H, W)"
+        raise DataError(f"{name}: expected {what} of shape {want} or {want[:-1]}, 1), got "
+                        f"shape {arr.shape}.")
+    if shape is not None and tuple(arr.shape[1:]) != tuple(shape):
+        raise DataError(f"{name}: expected {shape[0]}x{shape[1]} images, got "
+                        f"{arr.shape[1]}x{arr.shape[2]} (shape {arr.shape}). Resize them first.")
+    if len(arr) < min_images or arr.size == 0:
+        size = f" of {shape[0]}x{shape[1]} pixels" if shape else ""
+        raise DataError(f"{name}: expected at least {min_images} image(s){size}, got shape "
+                        f"{arr.shape}.")
+    if min(arr.shape[1:]) < min_side:
+        raise DataError(f"{name}: expected {what} of at least {min_side}x{min_side} pixels, "
+                        f"got shape {arr.shape}.")
+    if arr.dtype == np.uint8 and keep_uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.integer) and unit_range and not keep_uint8:
+        if arr.max() > 1 or arr.min() < 0:
+            raise DataError(f"{name}: pixel values must lie in [0, 1], found integers up to "
+                            f"{arr.max()} (divide uint8 images by 255).")
+    arr = arr.astype(dtype, copy=False)
+    if not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise DataError(f"{name}: contains {bad} NaN or infinite value(s); clean or drop those "
+                        f"images first (for anomaly maps: check the model's output).")
+    if unit_range and (arr.min() < -1e-3 or arr.max() > 1 + 1e-3):
+        raise DataError(f"{name}: pixel values must lie in [0, 1], found [{arr.min():.3g}, "
+                        f"{arr.max():.3g}] (divide uint8 images by 255).")
+    return arr
+
+
+def check_masks(masks, shape, name: str = "masks") -> np.ndarray:
+    """Ground-truth masks as a bool array of ``shape`` (N, H, W); values 0/1 or bool."""
+    arr = _as_array(masks, name)
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.shape != tuple(shape):
+        raise DataError(f"{name} and maps must have the same shape (N, H, W), got "
+                        f"{arr.shape} and {tuple(shape)}.")
+    if arr.dtype == bool:
+        return arr
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise DataError(f"{name}: expected binary masks (0/1 or bool), got dtype {arr.dtype}.")
+    bad = ~np.isin(arr, (0, 1))
+    if np.any(bad):
+        found = np.unique(arr[bad])[:5].tolist()
+        raise DataError(f"{name}: expected binary masks of 0 (good) and 1 (defect), found "
+                        f"{found}. Threshold them first (e.g. masks > 0).")
+    return arr.astype(bool)
+
+
+# --------------------------------------------------------------------------- scores and labels
+def check_scores(scores, name: str = "scores") -> np.ndarray:
+    """Scores as a 1-D float64 array: non-empty, finite."""
+    arr = _as_array(scores, name, np.float64)
+    if arr.ndim != 1:
+        raise DataError(f"{name}: expected a 1-D array (one score per sample), got shape "
+                        f"{arr.shape}.")
+    if len(arr) == 0:
+        raise DataError(f"{name}: is empty; need at least one score.")
+    if not np.all(np.isfinite(arr)):
+        bad = int(len(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise DataError(f"{name}: contains {bad} NaN or infinite value(s); anomaly scores "
+                        f"must be finite (check the model's input and output for NaN).")
+    return arr
+
+
+def check_binary_labels(y, n: int, name: str = "y_true") -> np.ndarray:
+    """Labels as a 1-D int64 array of 0 (normal) and 1 (anomaly), ``n`` of them."""
+    arr = _as_array(y, name)
+    if arr.ndim != 1:
+        raise DataError(f"{name}: expected a 1-D array of labels, got shape {arr.shape}.")
+    if len(arr) != n:
+        raise DataError(f"{name} and scores must have the same length, got {len(arr)} labels "
+                        f"and {n} scores.")
+    if arr.dtype == bool:
+        return arr.astype(np.int64)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise DataError(f"{name}: labels must be 0 (normal) or 1 (anomaly), got dtype "
+                        f"{arr.dtype}.")
+    bad = ~np.isin(arr, (0, 1))
+    if np.any(bad):
+        found = np.unique(arr[bad])[:5].tolist()
+        raise DataError(f"{name}: labels must be 0 (normal) or 1 (anomaly), found {found}.")
+    return arr.astype(np.int64)
+
+
+def check_scores_and_labels(y_true, scores) -> tuple:
+    """``(labels, scores)`` checked together: 1-D finite scores, 0/1 labels of the same length."""
+    s = check_scores(scores)
+    return check_binary_labels(y_true, len(s)), s
+
+
+def check_class_labels(y, n: int, name: str = "y") -> np.ndarray:
+    """Integer class labels (digits, heartbeat classes): 1-D, ``n`` of them, >= 0, no NaN."""
+    arr = _as_array(y, name)
+    if arr.ndim != 1 or len(arr) != n:
+        raise DataError(f"{name}: expected {n} labels in a 1-D array, got shape {arr.shape}.")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise DataError(f"{name}: labels must be whole numbers without NaN.")
+        arr = arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(f"{name}: labels must be integers, got dtype {arr.dtype}.")
+    if n and arr.min() < 0:
+        raise DataError(f"{name}: labels must be >= 0, got {arr.min()}.")
+    return arr.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- tables and features
+def check_matrix(x, name: str = "x", *, min_rows: int = 1, n_cols: int | None = None,
+                 dtype=np.float32) -> np.ndarray:
+    """A finite 2-D array (rows = samples), at least ``min_rows`` rows, ``n_cols`` columns."""
+    arr = _as_array(x, name, dtype)
+    if arr.ndim != 2 or len(arr) < min_rows or arr.shape[1] == 0:
+        cols = n_cols if n_cols is not None else "d"
+        raise DataError(f"{name}: expected a 2-D array (n, {cols}) with at least {min_rows} "
+                        f"row(s), got shape {arr.shape}.")
+    if n_cols is not None and arr.shape[1] != n_cols:
+        raise DataError(f"{name}: expected {n_cols} columns, got {arr.shape[1]}.")
+    if not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise DataError(f"{name}: contains {bad} NaN or infinite value(s).")
+    return arr
+
+
+def check_features(features, name: str = "features") -> np.ndarray:
+    """Patch features as a 2-D float32 array (n, d); feature maps (N, h, w, d) are flattened."""
+    arr = _as_array(features, name, np.float32)
+    if arr.ndim == 4:
+        arr = arr.reshape(-1, arr.shape[-1])
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DataError(f"{name}: expected patch features (n, d) or feature maps (N, h, w, d), "
+                        f"got shape {np.shape(features)}.")
+    if not np.all(np.isfinite(arr)):
+        raise DataError(f"{name}: contains NaN or infinite values.")
+    return arr

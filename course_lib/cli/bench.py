@@ -1,0 +1,339 @@
+"""Benchmarks and held-apart evaluations, from the command line.
+
+    python -m course_lib.bench notebooks [NOTEBOOK ...] [--profiles fast workshop]
+                                         [--data offline] [--output docs/benchmarks.md]
+                                         [--readme README.md]
+        Run every notebook in each profile; record wall seconds and the kernel's peak memory.
+
+    python -m course_lib.bench mnist-one-class --train TRAIN.npz --test TEST.npz --digit D [D ...]
+                                               [--profile P] [--seed S]
+        Train the one-class autoencoder on digit D of TRAIN only, score every TEST image by
+        reconstruction error, compare with a PCA reconstruction baseline on the same split.
+
+    python -m course_lib.bench creditcard --csv FILE [--profile P] [--seed S]
+                                          [--scaling standard|quantile] [--test-fraction F]
+        Credit-card fraud: train the tabular autoencoder on normal rows of FILE, score the
+        held-out normals and every fraud; Isolation Forest and PCA on the same split.
+
+    python -m course_lib.bench mvtec --root DIR --category C --loss l2|ssim [--profile P] [--seed S]
+        An MVTec-layout folder: the L2 or SSIM autoencoder's residual maps, image AUROC,
+        pixel AUROC, AUPRO and MVTec's Table 2 ratios (threshold from good validation images).
+
+    python -m course_lib.bench mvtec-dictionary --root DIR --category C [--backbone ...]
+    python -m course_lib.bench mvtec-knn --root DIR --category C [--coreset random|greedy]
+                                         [--fraction F] [--backbone ...]
+        The same split and metrics for the CNN feature dictionary and the PatchCore-style
+        memory bank.
+
+    python -m course_lib.bench ssim-speed [--images 32] [--size 128]
+        The course's SSIM map vs scikit-image's on real texture crops: speed and agreement.
+
+Every evaluation prints, as its last line, one JSON object.  ``.npz`` files hold ``x`` (uint8,
+(N, 28, 28)) and ``y`` (labels).  The experiments themselves live in
+:mod:`course_lib.experiments`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from course_lib.cli.common import (ArgumentParser, UsageError, data_mode_name, env_profile,
+                                   existing_file, existing_folder, fraction, int_at_least,
+                                   list_notebooks, output_file, positive_int, profile_name,
+                                   run_command)
+from course_lib.config import get_profile
+from course_lib.download import atomic_write_text
+
+PROG = "python -m course_lib.bench"
+DATA_WORDS = {"offline": "embedded (offline) data", "online": "downloaded (online) data",
+              "auto": "online data where the network answered, else embedded data"}
+
+
+# --------------------------------------------------------------------------- evaluations
+def _cmd_mnist_one_class(args) -> int:
+    from course_lib.data.mnist import load_npz_images
+    from course_lib.experiments import mnist_one_class_experiment
+
+    x_train, y_train = load_npz_images(args.train)
+    x_test, y_test = load_npz_images(args.test)
+    results = []
+    for digit in args.digit:
+        results.append(mnist_one_class_experiment(x_train, y_train, x_test, y_test, digit,
+                                                  profile=args.profile, seed=args.seed))
+        print(json.dumps(results[-1]), flush=True)
+    if len(results) > 1:  # several digits: the last line summarises them
+        print(json.dumps({
+            "digits": [r["digit"] for r in results],
+            "mean_auroc": round(float(np.mean([r["auroc"] for r in results])), 4),
+            "mean_baseline_pca_auroc": round(float(np.mean(
+                [r["baseline_pca_auroc"] for r in results])), 4),
+            "seconds": round(sum(r["seconds"] for r in results), 1),
+            "profile": results[0]["profile"], "n_test": results[0]["n_test"]}))
+    return 0
+
+
+def _cmd_creditcard(args) -> int:
+    from course_lib.data.creditcard import read_creditcard_csv
+    from course_lib.experiments import creditcard_experiment
+
+    frame = read_creditcard_csv(args.csv)
+    result = creditcard_experiment(frame, profile=args.profile, seed=args.seed,
+                                   test_fraction=args.test_fraction, scaling=args.scaling)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def _load_category(args):
+    from course_lib.data.mvtec import load_mvtec_folder
+
+    prof = get_profile(args.profile)
+    return load_mvtec_folder(args.root, args.category, size=prof.mvtec_size, verbose=False)
+
+
+def _cmd_mvtec(args) -> int:
+    from course_lib.experiments import mvtec_autoencoder_experiment
+
+    data = _load_category(args)
+    result = mvtec_autoencoder_experiment(data, loss=args.loss, profile=args.profile,
+                                          seed=args.seed)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def _cmd_mvtec_features(args) -> int:
+    from course_lib.experiments import mvtec_feature_experiment
+    from course_lib.features import load_backbone
+
+    data = _load_category(args)
+    backbone = load_backbone(args.backbone, seed=args.seed)
+    result = mvtec_feature_experiment(data, method=args.method, profile=args.profile,
+                                      seed=args.seed, backbone=backbone,
+                                      coreset=getattr(args, "coreset", "greedy"),
+                                      fraction=getattr(args, "fraction", 0.1))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+#: The side of ``skimage.data.brick()``, the photo that ``ssim-speed`` cuts its crops from.
+SSIM_PHOTO_SIDE = 512
+
+
+def ssim_crops(size: int, side: int = SSIM_PHOTO_SIDE) -> int:
+    """How many ``size`` x ``size`` crops :func:`course_lib.experiments.ssim_speed_experiment`
+    cuts from the photo (rows overlap by half, columns by three quarters, as it does there).
+
+    Checked here, before TensorFlow loads, so that a bad ``--images`` / ``--size`` is one line.
+    """
+    if size > side:
+        return 0
+    return (len(range(0, side - size + 1, max(1, size // 2)))
+            * len(range(0, side - size + 1, max(1, size // 4))))
+
+
+def _cmd_ssim_speed(args) -> int:
+    from course_lib.checks import DataError
+
+    if args.size > SSIM_PHOTO_SIDE:
+        raise UsageError(f"argument --size: at most {SSIM_PHOTO_SIDE} (the side of the photo), "
+                         f"got {args.size}")
+    if args.images > ssim_crops(args.size):
+        raise UsageError(f"argument --images: at most {ssim_crops(args.size)} crop(s) of "
+                         f"{args.size}x{args.size} fit in the photo, got {args.images}")
+    from course_lib.experiments import ssim_speed_experiment
+
+    try:
+        result = ssim_speed_experiment(n_images=args.images, size=args.size)
+    except DataError as exc:  # every check there is about --images and --size
+        raise UsageError(str(exc).rstrip(".")) from None
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- notebooks
+def machine_info() -> dict:
+    """CPU, cores, Python and library versions, for the benchmark table."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"date": _dt.date.today().isoformat(), "cpu": cpu,
+            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(), "python": platform.python_version()}
+    for pkg in ("keras", "tensorflow"):
+        try:
+            info[pkg] = version(pkg)
+        except PackageNotFoundError:
+            info[pkg] = "-"
+    return info
+
+
+def benchmark_table(results: dict, info: dict, data: str = "offline") -> str:
+    """Markdown: one row per notebook, seconds and peak memory per profile, and what data."""
+    profiles = list(results)
+    head = "| notebook | " + " | ".join(f"{p}: s | {p}: peak MB" for p in profiles) + " |"
+    sep = "|---|" + "---:|---:|" * len(profiles)
+    names = [r.notebook for r in next(iter(results.values()))]
+    rows = []
+    for i, name in enumerate(names):
+        cells = []
+        for p in profiles:
+            r = results[p][i]
+            peak = "n/a" if r.peak_mb is None else f"{r.peak_mb:.0f}"
+            sec = f"{r.seconds:.0f}" + ("" if r.status == "ok" else " (failed)")
+            cells.append(f"{sec} | {peak}")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    totals = " | ".join(
+        f"**{sum(r.seconds for r in results[p]):.0f}** | "
+        f"**{max((r.peak_mb or 0) for r in results[p]):.0f}** (max)" for p in profiles)
+    rows.append(f"| **whole course** | {totals} |")
+    meta = (f"Measured {info['date']} with `python -m course_lib.bench notebooks` on "
+            f"{info['cores']} CPU cores ({info['cpu']}), Python {info['python']}, "
+            f"Keras {info['keras']}, TensorFlow {info['tensorflow']}, "
+            f"{DATA_WORDS.get(data, data)}. "
+            "Seconds: wall time from kernel start to the last cell. Peak MB: the kernel's peak "
+            "resident memory (ru_maxrss).")
+    return "\n".join([meta, "", head, sep] + rows)
+
+
+def replace_between_markers(path: Path, text: str) -> bool:
+    """Put ``text`` between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` in ``path``."""
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    content = path.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(content):
+        return False
+    atomic_write_text(path, pattern.sub(lambda _: f"{start}\n{text}\n{end}", content))
+    return True
+
+
+def _cmd_notebooks(args) -> int:
+    from course_lib.cli.notebooks import execute_notebook
+
+    paths = [Path(p) for p in args.notebook] or list_notebooks()
+    if not paths:
+        raise UsageError("no notebooks found in notebooks/")
+    for p in paths:
+        if p.is_dir():
+            raise UsageError(f"{p} is a folder, not a notebook")
+        if not p.is_file():
+            raise UsageError(f"notebook {p} not found")
+    results = {}
+    for name in args.profiles:
+        results[name] = []
+        for p in paths:
+            r = execute_notebook(p, profile=name, data=args.data, kernel_log=os.devnull)
+            print(f"{name:9s} {p.name:45s} {r.status:6s} {r.seconds:7.1f} s "
+                  f"{r.peak_mb if r.peak_mb is not None else 'n/a'} MB", flush=True)
+            results[name].append(r)
+    table = benchmark_table(results, machine_info(), data=args.data)
+    print("\n" + table)
+    if args.output:
+        atomic_write_text(Path(args.output),
+                          "# Benchmarks\n\nWritten by `make bench` (`python -m course_lib.bench "
+                          "notebooks`); do not edit by hand.\n\n" + table + "\n")
+    if args.readme and not replace_between_markers(Path(args.readme), table):
+        print(f"note: {args.readme} has no <!-- bench:start --> / <!-- bench:end --> markers; "
+              "table not inserted", file=sys.stderr)
+    ok = all(r.status == "ok" for rs in results.values() for r in rs)
+    return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description="Course benchmarks and held-apart "
+                                                   "evaluations (see the module docstring).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+
+    nb = sub.add_parser("notebooks", help="time every notebook per profile")
+    nb.add_argument("notebook", nargs="*", help="notebooks (default: all)")
+    nb.add_argument("--profiles", nargs="+", type=profile_name, default=["fast", "workshop"])
+    nb.add_argument("--data", type=data_mode_name, default="offline",
+                    help="auto | online | offline (default offline)")
+    nb.add_argument("--output", default=None, type=output_file,
+                    help="write the table to this Markdown file")
+    nb.add_argument("--readme", default=None, type=existing_file,
+                    help="also insert the table between markers")
+    nb.set_defaults(func=_cmd_notebooks)
+
+    oc = sub.add_parser("mnist-one-class", help="one-class MNIST AUROC, AE vs PCA")
+    oc.add_argument("--train", required=True, type=existing_file,
+                    help=".npz with x (N,28,28) uint8 and y")
+    oc.add_argument("--test", required=True, type=existing_file,
+                    help=".npz with x (N,28,28) uint8 and y")
+    oc.add_argument("--digit", required=True, type=int, choices=range(10), metavar="D",
+                    nargs="+", help="normal digit(s) 0-9; with several, a summary line comes last")
+    oc.add_argument("--profile", type=profile_name, default=None, help="fast | workshop | full")
+    oc.add_argument("--seed", default=0, type=int_at_least(0))
+    oc.set_defaults(func=_cmd_mnist_one_class)
+
+    cc = sub.add_parser("creditcard", help="credit-card fraud: AE vs Isolation Forest and PCA")
+    cc.add_argument("--csv", required=True, type=existing_file,
+                    help="CSV (or .csv.gz) with Time, V1..V28, Amount, Class")
+    cc.add_argument("--profile", type=profile_name, default=None,
+                    help="fast | workshop | full (epochs, batch)")
+    cc.add_argument("--seed", default=0, type=int_at_least(0))
+    cc.add_argument("--scaling", default="standard", choices=("standard", "quantile"))
+    cc.add_argument("--test-fraction", default=0.3, type=fraction(allow_one=False),
+                    help="share of the normal rows held out for testing (default %(default)s)")
+    cc.set_defaults(func=_cmd_creditcard)
+
+    mv = sub.add_parser("mvtec", help="MVTec-style category: L2 or SSIM autoencoder, pixel metrics")
+    mv.add_argument("--root", required=True, type=existing_folder,
+                    help="folder holding <category>/train/good, test/...")
+    mv.add_argument("--category", required=True, help="e.g. carpet, or brick for built textures")
+    mv.add_argument("--loss", default="l2", choices=("l2", "ssim"))
+    mv.add_argument("--profile", type=profile_name, default=None,
+                    help="fast | workshop | full (size, epochs)")
+    mv.add_argument("--seed", default=0, type=int_at_least(0))
+    mv.set_defaults(func=_cmd_mvtec)
+
+    for name, helptext in (("mvtec-dictionary", "MVTec-style category: CNN feature dictionary"),
+                           ("mvtec-knn", "MVTec-style category: PatchCore-style memory bank")):
+        fp = sub.add_parser(name, help=helptext)
+        fp.add_argument("--root", required=True, type=existing_folder,
+                        help="folder holding <category>/train/good, ...")
+        fp.add_argument("--category", required=True, help="e.g. carpet, or brick for textures")
+        fp.add_argument("--profile", type=profile_name, default=None,
+                        help="fast | workshop | full (sizes)")
+        fp.add_argument("--seed", default=0, type=int_at_least(0))
+        fp.add_argument("--backbone", default="auto", choices=("auto", "pretrained", "random"))
+        if name == "mvtec-knn":
+            fp.add_argument("--coreset", default="greedy", choices=("random", "greedy"))
+            fp.add_argument("--fraction", default=0.1, type=fraction(),
+                            help="share of the good patches kept in the bank, in (0, 1] "
+                                 "(default 0.1)")
+        fp.set_defaults(func=_cmd_mvtec_features, method="dictionary" if name ==
+                        "mvtec-dictionary" else "knn")
+
+    sp = sub.add_parser("ssim-speed", help="SSIM map: the course's vs scikit-image's, speed")
+    sp.add_argument("--images", type=positive_int, default=32, help="crops to compare (>= 1)")
+    sp.add_argument("--size", type=int_at_least(11), default=128,
+                    help="side of the crops in pixels (11 to 512)")
+    sp.set_defaults(func=_cmd_ssim_speed)
+    return parser
+
+
+def _run(argv) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "profile", "unset") is None:
+        args.profile = env_profile()
+    return args.func(args)
+
+
+def main(argv=None) -> int:
+    """Command line: see the module docstring; returns the exit code."""
+    return run_command(PROG, _run, argv)

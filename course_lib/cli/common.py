@@ -1,0 +1,181 @@
+"""What every command-line tool of the course shares: one behaviour for errors and exits.
+
+- a usage error (an unknown option, a value out of range, a file that is not there) prints
+  ONE line ``<prog>: error: <what is wrong> (see <prog> --help)`` and exits with 2;
+- a failure while working (bad data, no network) prints ``<prog>: error: <message>`` (which
+  says what to do) and exits with 1;
+- nothing a user can cause ends in a Python traceback; Ctrl-C exits with 130.
+
+Each tool defines ``main(argv=None) -> int`` as ``run_command(PROG, _run, argv)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from course_lib.checks import DataError, quote
+from course_lib.config import DATA_MODES, PROFILES, REPO_DIR, data_mode, get_profile
+
+NOTEBOOK_DIR = REPO_DIR / "notebooks"
+
+
+class UsageError(Exception):
+    """The command line is wrong: exit code 2, one line."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error raises :class:`UsageError` (one line, exit 2) instead of
+    printing the whole usage and exiting."""
+
+    def error(self, message):  # noqa: D401 - argparse's hook
+        raise UsageError(message)
+
+
+def run_command(prog: str, run, argv=None) -> int:
+    """Call ``run(argv)`` and turn what can go wrong into an exit code and a clear message."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up log short
+    try:
+        return int(run(argv) or 0)
+    except SystemExit as exc:  # --help, --version, sys.exit(...)
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(f"{prog}: error: {exc.code}", file=sys.stderr)  # sys.exit("message") means 1
+        return 1
+    except UsageError as exc:
+        text = " ".join(str(exc).split())  # one line, even for a path holding a newline
+        print(f"{prog}: error: {text} (see {prog} --help)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted.", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"{prog}: error: out of memory. Close other programs and notebooks, or use the "
+              f"fast profile (--profile fast or COURSE_PROFILE=fast).", file=sys.stderr)
+        return 1
+    except (DataError, OSError, ValueError, ImportError, RuntimeError) as exc:
+        text = str(exc).strip() or type(exc).__name__
+        if not isinstance(exc, DataError):
+            text = f"{type(exc).__name__}: {text}"
+        print(f"{prog}: error: {text}", file=sys.stderr)
+        return 1
+
+
+# --------------------------------------------------------------------------- argument types
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {quote(text)}")
+    return value
+
+
+def int_at_least(minimum: int):
+    """argparse type: a whole number >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got "
+                                             f"{quote(text)}")
+        return value
+    parse.__name__ = f"int>={minimum}"
+    return parse
+
+
+def fraction(allow_one: bool = True):
+    """argparse type: a number in (0, 1] (or (0, 1) with ``allow_one=False``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (0.0 < value < 1.0 or (allow_one and value == 1.0)):
+            raise argparse.ArgumentTypeError(
+                f"expected a number in (0, {'1]' if allow_one else '1)'}, got {quote(text)}")
+        return value
+    parse.__name__ = "fraction"
+    return parse
+
+
+def profile_name(text: str) -> str:
+    """argparse type: a profile name (``fast``, ``workshop``, ``full``)."""
+    try:
+        return get_profile(text).name
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"unknown profile {quote(text)}: choose one of "
+                                         f"{', '.join(sorted(PROFILES))}") from None
+
+
+def data_mode_name(text: str) -> str:
+    """argparse type: a data mode (``auto``, ``online``, ``offline``)."""
+    try:
+        return data_mode(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"unknown data mode {quote(text)}: choose one of "
+                                         f"{', '.join(DATA_MODES)}") from None
+
+
+def env_profile() -> str:
+    """The profile ``$COURSE_PROFILE`` names; a usage error if it names none."""
+    try:
+        return get_profile().name
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def env_data_mode() -> str:
+    """The data mode ``$COURSE_DATA`` names; a usage error if it names none."""
+    try:
+        return data_mode()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def quote_path(text: str, limit: int = 200) -> str:
+    """``repr`` of a path for a message; a long one keeps its end (the file's name)."""
+    text = str(text)
+    return repr(text) if len(text) <= limit else "..." + repr(text[-limit:])
+
+
+def existing_file(text: str) -> Path:
+    """argparse type: a path that exists and is a file (a folder is named as such)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{quote_path(text)} is a folder, not a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"file {quote_path(text)} not found")
+    return path
+
+
+def output_file(text: str) -> Path:
+    """argparse type: a file to write (it may not exist yet, but it must not be a folder)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{quote_path(text)} is a folder; give a file name")
+    if any(parent.exists() and not parent.is_dir() for parent in path.parents):
+        raise argparse.ArgumentTypeError(f"cannot write {quote_path(text)}: a part of that path "
+                                         f"is a file, not a folder")
+    return path
+
+
+def existing_folder(text: str) -> Path:
+    """argparse type: a path that exists and is a folder."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{quote_path(text)} is a file, not a folder")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {quote_path(text)} not found")
+    return path
+
+
+def list_notebooks(folder=None) -> list:
+    """The course notebooks ``NN_*.ipynb`` of ``folder`` (default ``notebooks/``), in order."""
+    return sorted(Path(folder or NOTEBOOK_DIR).glob("[0-9][0-9]_*.ipynb"))

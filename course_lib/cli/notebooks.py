@@ -1,0 +1,176 @@
+"""Running a notebook in a fresh kernel and measuring it (for ``runner`` and ``bench``).
+
+:func:`execute_notebook` runs one notebook top to bottom in a new kernel (from its own folder),
+records the wall time, the kernel's peak memory (``ru_maxrss``) and the data sources it
+reported, and optionally saves the executed copy and an HTML export.  A notebook that cannot
+be read or fails counts as failed; nothing here raises for a bad notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from course_lib.download import atomic_write_text
+
+_SOURCE_RE = re.compile(r"Data source: (\w+)")
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_MEASURE = ("import resource as _r, json as _j\n"
+            "print('__COURSE_PEAK__' + _j.dumps(_r.getrusage(_r.RUSAGE_SELF).ru_maxrss))")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour codes (tracebacks of failed cells carry them)."""
+    return _ANSI_RE.sub("", text)
+
+
+@dataclass
+class RunResult:
+    """What one notebook run produced (see :func:`execute_notebook`)."""
+
+    notebook: str
+    status: str
+    seconds: float
+    peak_mb: float | None
+    data_sources: list = field(default_factory=list)
+    error: str = ""
+
+
+def _kernel_path_dir() -> str:
+    """A JUPYTER_PATH folder whose ``python3`` kernel is *this* interpreter (the venv's)."""
+    root = Path(tempfile.mkdtemp(prefix="course-kernel-"))
+    spec = root / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (course)", "language": "python"}))
+    return str(root)
+
+
+def _sources(nb) -> list:
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") or out.get("data", {}).get("text/plain", "")
+            for name in _SOURCE_RE.findall(text if isinstance(text, str) else "".join(text)):
+                if name not in found:
+                    found.append(name)
+    return found
+
+
+def require_notebook_tools() -> None:
+    """Fail with the install command when nbclient / nbconvert (the ``lab`` extra) are missing."""
+    import importlib.util
+
+    missing = [m for m in ("nbformat", "nbclient", "nbconvert", "ipykernel")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"running notebooks needs {', '.join(missing)}: install the course's "
+                          f"'lab' extra with  pip install -e \".[lab]\"  (make setup does).")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in strip_ansi(text).strip().splitlines() if ln.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def execute_notebook(path, out_dir=None, profile: str | None = None, data: str | None = None,
+                     timeout: int = 1800, kernel_log=None) -> RunResult:
+    """Run one notebook in a fresh kernel; optionally save the executed copy and HTML export.
+
+    ``profile`` and ``data`` set ``COURSE_PROFILE`` / ``COURSE_DATA`` for the kernel.
+    Wall seconds cover kernel start to the last cell; peak memory is the kernel's peak RSS.
+    ``kernel_log``: a file for the kernel process's own stderr (TensorFlow's C++ start-up
+    messages land there instead of the terminal); default: ``OUT_DIR/logs/NAME.log`` when
+    ``out_dir`` is given, else the terminal.  A notebook that cannot be read (not JSON, not a
+    notebook) is returned as failed, with the reason in ``error``.
+    """
+    require_notebook_tools()
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    path = Path(path)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - not JSON, not a notebook, unreadable
+        return RunResult(path.name, "failed", 0.0, None, [],
+                         _one_line(f"cannot read the notebook: {type(exc).__name__}: {exc}"))
+    nb.cells.append(nbformat.v4.new_code_cell(_MEASURE))
+    env_backup = {k: os.environ.get(k) for k in ("COURSE_PROFILE", "COURSE_DATA", "JUPYTER_PATH",
+                                                  "MPLBACKEND")}
+    if profile:
+        os.environ["COURSE_PROFILE"] = profile
+    if data:
+        os.environ["COURSE_DATA"] = data
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(
+        [_kernel_path_dir()] + ([env_backup["JUPYTER_PATH"]] if env_backup["JUPYTER_PATH"] else []))
+    os.environ.pop("MPLBACKEND", None)  # let the inline backend capture figures
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    if kernel_log is None and out_dir is not None:
+        kernel_log = Path(out_dir) / "logs" / (path.stem + ".log")
+    log = None
+    status, error, start = "ok", "", time.perf_counter()
+    try:
+        if kernel_log is not None:
+            Path(kernel_log).parent.mkdir(parents=True, exist_ok=True)
+            log = open(kernel_log, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        client.execute(**({"stderr": log} if log is not None else {}))
+    except CellExecutionError as exc:
+        status, error = "failed", _one_line(str(exc))
+    except Exception as exc:  # noqa: BLE001 - kernel died, timeout, ...
+        status, error = "failed", _one_line(f"{type(exc).__name__}: {exc}")
+    finally:
+        if log is not None:
+            log.close()
+        for k, v in env_backup.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.perf_counter() - start
+    peak = None
+    for out in nb.cells[-1].get("outputs", []):
+        m = re.search(r"__COURSE_PEAK__(\d+)", out.get("text", ""))
+        if m:
+            peak = int(m.group(1)) / 1024.0  # Linux reports kilobytes
+    nb.cells.pop()
+    result = RunResult(path.name, status, round(seconds, 1), None if peak is None else round(peak),
+                       _sources(nb), error)
+    if out_dir is not None:
+        save_executed(nb, path, Path(out_dir))
+    return result
+
+
+def save_executed(nb, path: Path, out_dir: Path) -> None:
+    """Write the executed notebook to ``out_dir/notebooks`` and its HTML to ``out_dir/html``."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    (out_dir / "html").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "notebooks" / path.name, nbformat.writes(nb))
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    atomic_write_text(out_dir / "html" / (path.stem + ".html"), body)
+
+
+def summary_table(results: list) -> str:
+    """Markdown table: notebook, status, seconds, peak memory (MB), data source."""
+    lines = ["| notebook | status | seconds | peak memory (MB) | data source |",
+             "|---|---|---:|---:|---|"]
+    for r in results:
+        peak = "n/a" if r.peak_mb is None else f"{r.peak_mb:.0f}"
+        lines.append(f"| {r.notebook} | {r.status} | {r.seconds:.1f} | {peak} | "
+                     f"{', '.join(r.data_sources) or '-'} |")
+    total = sum(r.seconds for r in results)
+    lines.append(f"| **total** | {sum(r.status == 'ok' for r in results)}/{len(results)} ok | "
+                 f"{total:.1f} | {max((r.peak_mb or 0) for r in results):.0f} (max) | |")
+    return "\n".join(lines)

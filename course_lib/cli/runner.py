@@ -1,0 +1,103 @@
+"""Execute the course notebooks: the course's main job (``make course``).
+
+    python -m course_lib.runner [NOTEBOOK ...] [--out build] [--profile P] [--data offline]
+
+Runs every notebook top to bottom in a fresh kernel (from its own folder), writes the executed
+copy to ``build/notebooks/``, an HTML export to ``build/html/`` with an ``index.html`` that
+links them in order, and prints a summary table: notebook, status, seconds, peak memory of the
+kernel (its ``ru_maxrss``), and the data source(s) the notebook reported.  The summary
+(``summary.md``, ``summary.json``) is written even when a notebook fails or cannot be read.
+Exit code: 0 if every notebook ran, 1 if one failed, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from course_lib.cli.common import (ArgumentParser, UsageError, data_mode_name, env_data_mode,
+                                   env_profile, list_notebooks, profile_name, run_command)
+from course_lib.cli.notebooks import execute_notebook, summary_table
+from course_lib.download import atomic_write_text
+
+PROG = "python -m course_lib.runner"
+
+
+def _index_item(r, out_dir: Path) -> str:
+    """One ``<li>``: a link to the HTML export (none for a notebook that could not be read)."""
+    stem = Path(r.notebook).stem
+    name = html.escape(r.notebook)
+    if (out_dir / "html" / f"{stem}.html").is_file():
+        name = f'<a href="html/{html.escape(stem)}.html">{name}</a>'
+    return (f"<li>{name} - {r.status}, {r.seconds:.0f} s, data: "
+            f"{html.escape(', '.join(r.data_sources) or '-')}</li>")
+
+
+def _write_index(results: list, out_dir: Path, profile: str) -> None:
+    items = "\n".join(_index_item(r, out_dir) for r in results)
+    atomic_write_text(out_dir / "index.html",
+                      "<!doctype html><meta charset='utf-8'><title>Autoencoders and Anomaly "
+                      f"Detection</title><h1>Executed notebooks (profile {html.escape(profile)})"
+                      f"</h1><ol>{items}</ol>")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="notebooks to run (default: all, in order)")
+    parser.add_argument("--out", default="build", help="output folder (default: build)")
+    parser.add_argument("--profile", type=profile_name, default=None,
+                        help="fast | workshop | full (default: $COURSE_PROFILE or workshop)")
+    parser.add_argument("--data", type=data_mode_name, default=None,
+                        help="auto | online | offline (default: $COURSE_DATA or auto)")
+    return parser
+
+
+def _run(argv) -> int:
+    args = build_parser().parse_args(argv)
+    profile = args.profile or env_profile()
+    data = args.data or env_data_mode()
+    paths = [Path(p) for p in args.notebooks] or list_notebooks()
+    if not paths:
+        raise UsageError("no notebooks found in notebooks/")
+    for p in paths:
+        if p.is_dir():
+            raise UsageError(f"{p} is a folder, not a notebook")
+        if not p.is_file():
+            raise UsageError(f"notebook {p} not found")
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file; give a folder for the executed notebooks")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the --out folder {out_dir} "
+                         f"({exc.strerror or type(exc).__name__}); give another folder") from None
+    results = []
+    for p in paths:
+        print(f"running {p.name} (profile {profile}, data {data}) ...", flush=True)
+        r = execute_notebook(p, out_dir=out_dir, profile=profile, data=data)
+        print(f"  {r.status} in {r.seconds:.1f} s" + (f": {r.error}" if r.error else ""),
+              flush=True)
+        results.append(r)
+    table = summary_table(results)
+    atomic_write_text(out_dir / "summary.md", f"Profile `{profile}`, data `{data}`\n\n{table}\n")
+    atomic_write_text(out_dir / "summary.json", json.dumps(
+        {"profile": profile, "data": data, "results": [asdict(r) for r in results]}, indent=2))
+    _write_index(results, out_dir, profile)
+    print(f"\nExecuted notebooks in {out_dir}/notebooks, HTML in {out_dir}/html "
+          f"(start at {out_dir}/index.html)\n")
+    print(table)
+    failed = [r.notebook for r in results if r.status != "ok"]
+    if failed:
+        print(f"\n{len(failed)} notebook(s) failed: {', '.join(failed)}; see "
+              f"{out_dir}/summary.md and the executed copies.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    """Command line: see the module docstring; returns the exit code."""
+    return run_command(PROG, _run, argv)

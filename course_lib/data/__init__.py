@@ -1,0 +1,14 @@
+"""Datasets: one loader module per dataset, each with an online and an offline path.
+
+- :mod:`course_lib.data.mnist`: MNIST digits (notebooks 01-03, 06);
+- :mod:`course_lib.data.creditcard`: the ULB credit-card transactions (notebook 04);
+- :mod:`course_lib.data.mvtec`: any folder in MVTec AD layout, and the real MVTec AD download;
+- :mod:`course_lib.data.textures`: the offline MVTec-style texture set (notebooks 05, 07);
+- :mod:`course_lib.data.cache`: what is cached, and fetching everything before a workshop
+  (``python -m course_lib.data prefetch|status``);
+- :mod:`course_lib.data.common`: what the loaders share (the online-or-embedded rule, the
+  embedded files' checksums, cache items).
+
+Every loader prints one line ``Data source: online|embedded|file | ...`` saying where its data
+came from.  Import from the submodules: ``from course_lib.data.mnist import load_mnist``.
+"""

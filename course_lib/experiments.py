@@ -1,0 +1,570 @@
+"""The experiments that the notebooks, the benchmark commands and the workshop deck share.
+
+One naming scheme: ``<data>_<method>_experiment(...)`` runs a whole experiment (split, train
+on normal data only, score held-out data, compare with baselines) and returns a dict of
+metrics, the same fields that ``python -m course_lib.bench <command>`` prints as JSON; with
+``return_details=True`` it also returns the trained model, the split and the scores, for
+figures of the very same run.  ``split_*`` make the splits, ``train_*`` train one model.
+
+- MNIST one-class (notebook 03, ``bench mnist-one-class``): :func:`train_one_class`,
+  :func:`mnist_one_class_experiment`;
+- credit-card fraud (notebook 04, ``bench creditcard``): :func:`split_creditcard`,
+  :func:`train_tabular_autoencoder`, :func:`creditcard_baselines`,
+  :func:`creditcard_experiment`;
+- MVTec-style images (notebooks 05 and 07, ``bench mvtec`` / ``mvtec-dictionary`` /
+  ``mvtec-knn``): :func:`split_good_images`, :func:`train_mvtec_autoencoder`,
+  :func:`mvtec_baseline_maps`, :func:`mvtec_autoencoder_experiment`,
+  :func:`mvtec_feature_experiment`;
+- :func:`ssim_speed_experiment` (``bench ssim-speed``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from course_lib.baselines import PCAReconstruction, TextureInspection, VariationModel
+from course_lib.checks import (DataError, check_class_labels, check_fraction,
+                               check_image_batch, check_masks, check_matrix,
+                               check_positive_int, quote)
+from course_lib.config import Profile, get_profile, set_seed
+from course_lib.data.creditcard import CREDITCARD_FEATURES, check_creditcard_frame
+from course_lib.features import (METHODS, FeatureDictionary, PatchMemoryBank, load_backbone)
+from course_lib.images import augment_dihedral, flatten
+from course_lib.map_metrics import check_residual, evaluate_anomaly_maps, residual_maps
+from course_lib.metrics import anomaly_scores
+from course_lib.models import (ONE_CLASS_CODE_SIZE, build_mvtec_autoencoder,
+                               build_one_class_autoencoder, build_tabular_autoencoder)
+from course_lib.sampling import seeded_partition, seeded_split
+from course_lib.training import fit_autoencoder
+
+# =========================================================================== MNIST one-class
+#: The PCA baseline keeps as many components as the one-class autoencoder's code.
+PCA_COMPONENTS = ONE_CLASS_CODE_SIZE
+#: Share of the normal training images kept apart for early stopping.
+ONE_CLASS_VALIDATION_SPLIT = 0.1
+ONE_CLASS_PATIENCE = 5
+
+
+def train_one_class(x_normal, profile: Profile | str | None = None, seed: int = 0,
+                    progress: bool = False):
+    """Train the one-class autoencoder on normal images only (uint8 (N, 28, 28)).
+
+    At most ``profile.one_class_epochs`` epochs with early stopping on the last 10% of the
+    normal images.  Returns the trained autoencoder.  Taught in notebook 03.
+    """
+    prof = get_profile(profile)
+    x = flatten(x_normal)
+    set_seed(seed)
+    autoencoder, _, _ = build_one_class_autoencoder()
+    fit_autoencoder(autoencoder, x, prof.one_class_epochs, prof.batch_size,
+                    validation_split=ONE_CLASS_VALIDATION_SPLIT, patience=ONE_CLASS_PATIENCE,
+                    progress=progress, desc="one-class autoencoder")
+    return autoencoder
+
+
+def mnist_one_class_experiment(x_train, y_train, x_test, y_test, digit: int,
+                               profile: Profile | str | None = None, seed: int = 0) -> dict:
+    """One-class MNIST: normal = ``digit``, anomaly = every other digit.
+
+    Trains :func:`train_one_class` on the training images of ``digit`` only, scores every
+    test image by its reconstruction error, and fits a PCA baseline with as many components
+    as the code on the same images.  Returns a dict with ``digit``, ``auroc`` (autoencoder),
+    ``auprc``, ``baseline_pca_auroc``, ``seconds``, ``profile``, ``n_train``, ``n_test``.
+    Used by ``python -m course_lib.bench mnist-one-class``.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    prof = get_profile(profile)
+    digit = check_positive_int("digit", digit, minimum=0)
+    y_train = check_class_labels(y_train, len(x_train), "y_train")
+    y_test = check_class_labels(y_test, len(x_test), "y_test")
+    x_normal = x_train[y_train == digit]
+    if len(x_normal) < 20:
+        raise DataError(f"only {len(x_normal)} training images of digit {digit}; need at least "
+                        f"20 to train on.")
+    is_anomaly = (y_test != digit).astype(int)
+    if is_anomaly.min() == is_anomaly.max():
+        raise DataError(f"the test set must hold both digit {digit} and other digits to "
+                        f"compute an AUROC.")
+    start = time.perf_counter()
+    autoencoder = train_one_class(x_normal, prof, seed=seed)
+    scores = anomaly_scores(autoencoder, flatten(x_test))
+    pca = PCAReconstruction(n_components=min(PCA_COMPONENTS, len(x_normal) - 1)).fit(
+        flatten(x_normal))
+    pca_scores = pca.score_samples(flatten(x_test))
+    return {
+        "digit": int(digit),
+        "auroc": round(float(roc_auc_score(is_anomaly, scores)), 4),
+        "auprc": round(float(average_precision_score(is_anomaly, scores)), 4),
+        "baseline_pca_auroc": round(float(roc_auc_score(is_anomaly, pca_scores)), 4),
+        "seconds": round(time.perf_counter() - start, 1),
+        "profile": prof.name,
+        "n_train": int(len(x_normal)),
+        "n_test": int(len(x_test)),
+    }
+
+
+# =========================================================================== credit-card fraud
+#: Share of the normal transactions held out, together with every fraud, as the test set.
+CREDITCARD_TEST_FRACTION = 0.3
+#: Share of the training normals kept apart as validation normals: early stopping watches them,
+#: and thresholds that need no label are set on their scores.
+CREDITCARD_VALIDATION_SPLIT = 0.1
+CREDITCARD_PATIENCE = 5
+#: The PCA baseline keeps as many components as the tabular autoencoder's code (7 units).
+CREDITCARD_PCA_COMPONENTS = 7
+CREDITCARD_IFOREST_TREES = 200
+#: ``standard``: z-scores (StandardScaler); ``quantile``: a rank-based map of every feature to
+#: a standard normal shape (QuantileTransformer), which tames heavy tails such as Amount.
+CREDITCARD_SCALINGS = ("standard", "quantile")
+
+
+@dataclass
+class CreditCardSplit:
+    """A credit-card split for one-class training, scaled with training statistics only.
+
+    ``x_train``: scaled normal transactions to train on (float32, (n, 30));
+    ``x_val``: scaled validation normals (never trained on: early stopping, thresholds);
+    ``x_test``/``y_test``: the held-out normal rows and every fraud (label 1), in row order;
+    ``train_rows``/``val_rows``/``test_rows``: their positions in the frame
+    (``frame.iloc[rows]``); ``scaler``: the scikit-learn transformer fitted on the training
+    rows; ``features``: the column names; ``scaling``: its name.
+    Made by :func:`split_creditcard`.
+    """
+
+    x_train: np.ndarray
+    x_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    test_rows: np.ndarray
+    scaler: object
+    features: tuple
+    scaling: str
+
+    def __str__(self) -> str:
+        n_fraud = int(self.y_test.sum())
+        return (f"train: {len(self.x_train):,} normal | validation: {len(self.x_val):,} normal | "
+                f"test: {len(self.y_test) - n_fraud:,} normal + {n_fraud:,} fraud | "
+                f"{len(self.features)} features, '{self.scaling}' scaling fitted on the "
+                f"training rows")
+
+
+def split_creditcard(frame, test_fraction: float = CREDITCARD_TEST_FRACTION, seed: int = 0,
+                     scaling: str = "standard") -> CreditCardSplit:
+    """Split credit-card transactions for one-class training and scale them.
+
+    A seeded ``test_fraction`` of the *normal* rows plus every fraud form the test set; of
+    the other normal rows, a ``CREDITCARD_VALIDATION_SPLIT`` share are validation normals and
+    the rest the training set.  The scaling is fitted on the training rows only (never on
+    validation or test rows, never on frauds), then applied to all three.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Columns Time, V1..V28, Amount, Class (checked by ``check_creditcard_frame``).
+    test_fraction : float
+        Share of the normal rows held out for testing, in (0, 1).
+    seed : int
+        Seed of the split: the same seed always gives the same rows.
+    scaling : {"standard", "quantile"}
+        See ``CREDITCARD_SCALINGS``.
+
+    Returns
+    -------
+    CreditCardSplit
+
+    Taught in notebook 04.
+    """
+    test_fraction = check_fraction("test_fraction", test_fraction, allow_one=False)
+    if scaling not in CREDITCARD_SCALINGS:
+        raise DataError(f"scaling must be one of {CREDITCARD_SCALINGS}, got {quote(scaling)}.")
+    frame = check_creditcard_frame(frame)
+    labels = frame["Class"].to_numpy()
+    normal, fraud = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    if len(fraud) == 0:
+        raise DataError("the data holds no frauds (Class 1): they are needed to evaluate the "
+                        "detector (training uses normal rows only).")
+    n_test = int(round(test_fraction * len(normal)))
+    n_val = int(round(CREDITCARD_VALIDATION_SPLIT * (len(normal) - n_test)))
+    if n_test < 1 or n_val < 2 or len(normal) - n_test - n_val < 20:
+        raise DataError(f"only {len(normal)} normal rows: too few to train on (at least 20), "
+                        f"validate and test with test_fraction={test_fraction}.")
+    test_normal, val_rows, train_rows = seeded_partition(len(labels), [n_test, n_val], seed,
+                                                         candidates=normal)
+    test_rows = np.sort(np.concatenate([test_normal, fraud]))
+    features = tuple(CREDITCARD_FEATURES)
+    x = frame.loc[:, list(features)].to_numpy(dtype=np.float64)
+    if scaling == "standard":
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler()
+    else:
+        from sklearn.preprocessing import QuantileTransformer
+
+        scaler = QuantileTransformer(output_distribution="normal", random_state=seed,
+                                     n_quantiles=min(1000, len(train_rows)))
+    scaler.fit(x[train_rows])
+
+    def scaled(rows):
+        return scaler.transform(x[rows]).astype(np.float32)
+
+    return CreditCardSplit(
+        x_train=scaled(train_rows), x_val=scaled(val_rows), x_test=scaled(test_rows),
+        y_test=labels[test_rows].astype(np.int64), train_rows=train_rows, val_rows=val_rows,
+        test_rows=test_rows, scaler=scaler, features=features, scaling=scaling)
+
+
+def train_tabular_autoencoder(x_train, x_val, profile: Profile | str | None = None,
+                              seed: int = 0, epochs: int | None = None, progress: bool = False,
+                              **build_kwargs):
+    """Train the deck's credit-card autoencoder on (scaled) normal transactions only.
+
+    ``build_tabular_autoencoder(input_dim, **build_kwargs)`` (MSE, Adam); at most
+    ``profile.tabular_epochs`` epochs (or ``epochs``), batch size ``profile.batch_size``,
+    seeded; early stopping (patience ``CREDITCARD_PATIENCE``, best weights restored) watches
+    the loss on the validation normals ``x_val``.  Returns ``(autoencoder, history)``.
+    Taught in notebook 04.
+    """
+    prof = get_profile(profile)
+    x = check_matrix(x_train, "x_train", min_rows=20)
+    xv = check_matrix(x_val, "x_val", n_cols=x.shape[1])
+    set_seed(seed)
+    autoencoder, _, _ = build_tabular_autoencoder(input_dim=x.shape[1], **build_kwargs)
+    history = fit_autoencoder(autoencoder, x, prof.tabular_epochs if epochs is None else epochs,
+                              prof.batch_size, x_val=xv, patience=CREDITCARD_PATIENCE,
+                              progress=progress, desc="tabular autoencoder")
+    return autoencoder, history
+
+
+def creditcard_baselines(split: CreditCardSplit, seed: int = 0) -> dict:
+    """Scores of the two classic baselines on the same split (higher = more anomalous).
+
+    ``"Isolation Forest"``: scikit-learn's ``IsolationForest`` (``CREDITCARD_IFOREST_TREES``
+    trees) fitted on the training normals, score = minus its ``score_samples``;
+    ``"PCA reconstruction"``: :class:`course_lib.baselines.PCAReconstruction` with
+    ``CREDITCARD_PCA_COMPONENTS`` components.  Taught in notebook 04.
+    """
+    from sklearn.ensemble import IsolationForest
+
+    forest = IsolationForest(n_estimators=CREDITCARD_IFOREST_TREES, random_state=seed)
+    forest.fit(split.x_train)
+    pca = PCAReconstruction(n_components=CREDITCARD_PCA_COMPONENTS, random_state=seed)
+    pca.fit(split.x_train)
+    return {"Isolation Forest": -forest.score_samples(split.x_test),
+            "PCA reconstruction": pca.score_samples(split.x_test)}
+
+
+def creditcard_experiment(frame, profile: Profile | str | None = None, seed: int = 0,
+                          test_fraction: float = CREDITCARD_TEST_FRACTION,
+                          scaling: str = "standard", return_details: bool = False):
+    """The whole credit-card experiment: split, scale, train on normals, score, compare.
+
+    Returns a dict with ``auroc`` and ``auprc`` (autoencoder; fraud = positive class),
+    ``baseline_iforest_auroc``, ``baseline_iforest_auprc``, ``baseline_pca_auroc``,
+    ``baseline_pca_auprc``, ``n_train`` (training normals), ``n_val`` (validation normals),
+    ``n_test`` (test rows), ``n_test_normal``, ``n_fraud``, ``fraud_share_test``, ``epochs``
+    (run), ``seconds``, ``profile``, ``seed``, ``scaling``.  The baselines are fitted on the
+    same training normals.  With ``return_details`` it returns ``(result, details)``,
+    ``details`` = ``{"split", "autoencoder", "scores"}`` (``scores``: model name -> test scores),
+    for plots of the same run (the workshop deck).  Taught in notebook 04.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    prof = get_profile(profile)
+    start = time.perf_counter()
+    split = split_creditcard(frame, test_fraction=test_fraction, seed=seed, scaling=scaling)
+    autoencoder, history = train_tabular_autoencoder(split.x_train, split.x_val, prof, seed=seed)
+    scores = {"autoencoder": anomaly_scores(autoencoder, split.x_test)}
+    scores.update(creditcard_baselines(split, seed=seed))
+    y = split.y_test
+
+    def metric(fn, name):
+        return round(float(fn(y, scores[name])), 4)
+
+    n_fraud = int(y.sum())
+    result = {
+        "auroc": metric(roc_auc_score, "autoencoder"),
+        "auprc": metric(average_precision_score, "autoencoder"),
+        "baseline_iforest_auroc": metric(roc_auc_score, "Isolation Forest"),
+        "baseline_iforest_auprc": metric(average_precision_score, "Isolation Forest"),
+        "baseline_pca_auroc": metric(roc_auc_score, "PCA reconstruction"),
+        "baseline_pca_auprc": metric(average_precision_score, "PCA reconstruction"),
+        "n_train": int(len(split.x_train)),
+        "n_val": int(len(split.x_val)),
+        "n_test": int(len(y)),
+        "n_test_normal": int(len(y) - n_fraud),
+        "n_fraud": n_fraud,
+        "fraud_share_test": round(n_fraud / len(y), 4),
+        "epochs": len(history.history["loss"]),
+        "seconds": round(time.perf_counter() - start, 1),
+        "profile": prof.name,
+        "seed": int(seed),
+        "scaling": scaling,
+    }
+    if return_details:
+        return result, {"split": split, "autoencoder": autoencoder, "scores": scores}
+    return result
+
+
+# =========================================================================== MVTec-style images
+#: Share of the defect-free training images kept apart (never trained on) to set the threshold.
+MVTEC_VALIDATION_FRACTION = 0.2
+
+
+def split_good_images(x_good, fraction: float = MVTEC_VALIDATION_FRACTION, seed: int = 0):
+    """Split defect-free images into (to train on, validation): a seeded ``fraction`` (at least
+    two images) is kept apart to set the threshold.  Taught in notebook 05.
+    """
+    x = check_image_batch(x_good, "x_good", dtype=np.float32)
+    fraction = check_fraction("fraction", fraction, allow_one=False)
+    n_val = max(2, int(round(fraction * len(x))))
+    if len(x) - n_val < 2:
+        raise DataError(f"only {len(x)} defect-free images: need at least 4 (2 to train on, "
+                        f"2 to set the threshold).")
+    fit, val = seeded_split(len(x), n_val, seed)
+    return x[fit], x[val]
+
+
+def check_mvtec_data(data) -> int:
+    """Check a loaded MVTec-style category *before* any training: good and defective test
+    images, and binary masks of the test images' size that mark the defects.
+
+    Returns the number of defective test images whose mask is empty (their pixels then count
+    as good in the pixel metrics): a few are allowed, all of them are not.  Every MVTec
+    experiment calls it first.
+    """
+    x_test = check_image_batch(data.x_test, "x_test", dtype=np.float32)
+    y = check_class_labels(data.y_test, len(x_test), "y_test")
+    if not (np.any(y == 0) and np.any(y == 1)) or y.max() > 1:
+        raise DataError(f"the test set of {quote(data.category)} needs good (0) and defective "
+                        f"(1) images, found labels {sorted(set(y.tolist()))[:5]}.")
+    masks = check_masks(data.masks_test, x_test.shape, "masks_test")
+    empty = int(np.sum(~masks[y == 1].any(axis=(1, 2))))
+    if empty == int(np.sum(y == 1)):
+        raise DataError(f"every defective test image of {quote(data.category)} has an empty "
+                        f"mask: pixel metrics need masks that mark the defects (a mask pixel "
+                        f"is a defect wherever it is not 0).")
+    return empty
+
+
+def train_mvtec_autoencoder(x_good, loss: str = "l2", profile: Profile | str | None = None,
+                            seed: int = 0, epochs: int | None = None, progress: bool = False):
+    """Train the MVTec autoencoder (``build_mvtec_autoencoder``) on defect-free images only,
+    with L2 or SSIM loss.
+
+    ``profile.mvtec_samples`` flipped / rotated samples (:func:`augment_dihedral`) of
+    ``x_good`` (N, H, W) in [0, 1], ``profile.mvtec_epochs`` epochs (or ``epochs``), batch
+    ``profile.batch_size``, seeded.  Returns ``(autoencoder, history)``.
+    Used by :func:`mvtec_autoencoder_experiment`.
+    """
+    prof = get_profile(profile)
+    check_residual(loss)
+    x = check_image_batch(x_good, "x_good", dtype=np.float32, unit_range=True)
+    set_seed(seed)
+    autoencoder, _, _ = build_mvtec_autoencoder(x.shape[1:], loss)
+    samples = augment_dihedral(x, prof.mvtec_samples, seed=seed)[..., None]
+    history = fit_autoencoder(autoencoder, samples,
+                              prof.mvtec_epochs if epochs is None else epochs, prof.batch_size,
+                              progress=progress, desc=f"{loss.upper()} autoencoder")
+    return autoencoder, history
+
+
+def mvtec_baseline_maps(x_fit, x_val, x_test, seed: int = 0) -> dict:
+    """Anomaly maps of the two classic baselines, fitted on the same defect-free images.
+
+    Returns ``{name: (val_maps, test_maps)}`` for ``"variation model"``
+    (:class:`course_lib.baselines.VariationModel`) and ``"texture inspection"``
+    (:class:`course_lib.baselines.TextureInspection`, a Gaussian mixture of 8 x 8 patches).
+    Taught in notebook 05.
+    """
+    out = {}
+    for name, model in (("variation model", VariationModel()),
+                        ("texture inspection", TextureInspection(max_patches=5000,
+                                                              random_state=seed))):
+        model.fit(x_fit)
+        out[name] = (model.anomaly_map(x_val), model.anomaly_map(x_test))
+    return out
+
+
+def _data_fields(data, x_fit, x_val, n_empty_masks: int) -> dict:
+    return {"n_train": int(len(x_fit)), "n_val": int(len(x_val)),
+            "n_test": int(len(data.x_test)), "n_defective": int(np.sum(data.y_test)),
+            "n_empty_masks": int(n_empty_masks), "image_size": int(data.x_test.shape[1])}
+
+
+def mvtec_autoencoder_experiment(data, loss: str = "l2", profile: Profile | str | None = None,
+                                 seed: int = 0, return_details: bool = False):
+    """Train an L2 or SSIM autoencoder on one MVTec-style category and evaluate its maps.
+
+    Parameters
+    ----------
+    data : course_lib.data.mvtec.MVTecData
+        From ``load_textures``, ``load_mvtec`` or ``load_mvtec_folder``; checked before
+        training (:func:`check_mvtec_data`).
+    loss : {"l2", "ssim"}
+    profile : Profile or str, optional
+    seed : int
+    return_details : bool
+        Also return ``{"autoencoder", "history", "x_fit", "x_val", "val_maps", "test_maps"}``.
+
+    Returns
+    -------
+    dict (or (dict, details))
+        ``image_auroc``, ``pixel_auroc``, ``aupro``, ``good_correct``, ``defect_correct``,
+        ``threshold`` (see :func:`course_lib.map_metrics.evaluate_anomaly_maps`), ``n_train``
+        (images trained on), ``n_val``, ``n_test``, ``n_defective``, ``n_empty_masks``
+        (defective test images whose mask is empty, see :func:`check_mvtec_data`),
+        ``image_size``, ``epochs``, ``samples``, ``loss``, ``category``, ``seconds``,
+        ``profile``, ``seed``.
+
+    Taught in notebook 05.
+    """
+    prof = get_profile(profile)
+    check_residual(loss)
+    n_empty = check_mvtec_data(data)
+    start = time.perf_counter()
+    x_fit, x_val = split_good_images(data.x_train, seed=seed)
+    autoencoder, history = train_mvtec_autoencoder(x_fit, loss, prof, seed=seed)
+    val_maps = residual_maps(autoencoder, x_val, loss)
+    test_maps = residual_maps(autoencoder, data.x_test, loss)
+    result = evaluate_anomaly_maps(val_maps, test_maps, data.y_test, data.masks_test)
+    result.update(_data_fields(data, x_fit, x_val, n_empty))
+    result.update({
+        "epochs": len(history.history["loss"]), "samples": prof.mvtec_samples, "loss": loss,
+        "category": data.category, "seconds": round(time.perf_counter() - start, 1),
+        "profile": prof.name, "seed": int(seed)})
+    if return_details:
+        return result, {"autoencoder": autoencoder, "history": history, "x_fit": x_fit,
+                        "x_val": x_val, "val_maps": val_maps, "test_maps": test_maps}
+    return result
+
+
+def mvtec_feature_experiment(data, method: str = "dictionary",
+                             profile: Profile | str | None = None, seed: int = 0,
+                             backbone=None, coreset: str = "greedy", fraction: float = 0.1,
+                             return_details: bool = False):
+    """Fit a feature dictionary or memory bank on one MVTec-style category and evaluate it.
+
+    The same split as :func:`mvtec_autoencoder_experiment` (:func:`split_good_images`: a
+    fifth of the good images set the threshold) and the same metrics.
+
+    Parameters
+    ----------
+    data : course_lib.data.mvtec.MVTecData
+    method : {"dictionary", "knn"}
+        :class:`course_lib.features.FeatureDictionary` (PCA 95%, 10 centres) or
+        :class:`course_lib.features.PatchMemoryBank`.
+    profile : Profile or str, optional
+        ``feature_max_patches`` comes from it.
+    seed : int
+    backbone : Backbone, optional
+        Default ``load_backbone("auto")``.
+    coreset, fraction
+        Of the memory bank.
+    return_details : bool
+        Also return ``{"model", "x_fit", "x_val", "val_maps", "test_maps"}``.
+
+    Returns
+    -------
+    dict (or (dict, details))
+        ``image_auroc``, ``pixel_auroc``, ``aupro``, ``good_correct``, ``defect_correct``,
+        ``threshold``, ``n_train``, ``n_val``, ``n_test``, ``n_defective``, ``n_empty_masks``,
+        ``image_size``, ``method``, ``backbone``, ``n_patches``, ``coreset``, ``fraction``,
+        ``category``, ``seconds``, ``profile``, ``seed``.
+
+    Used by ``python -m course_lib.bench mvtec-dictionary`` / ``mvtec-knn``.
+    """
+    prof = get_profile(profile)
+    if method not in METHODS:
+        raise DataError(f"method must be one of {METHODS}, got {quote(method)}.")
+    if method == "knn":  # checked now, not after the features of every image are computed
+        from course_lib.features import CORESETS
+
+        if coreset not in CORESETS:
+            raise DataError(f"coreset must be one of {CORESETS}, got {quote(coreset)}.")
+        fraction = check_fraction("fraction", fraction)
+    n_empty = check_mvtec_data(data)
+    start = time.perf_counter()
+    bb = backbone if backbone is not None else load_backbone("auto", seed=seed)
+    x_fit, x_val = split_good_images(data.x_train, seed=seed)
+    if method == "dictionary":
+        model = FeatureDictionary(bb, max_patches=prof.feature_max_patches, random_state=seed)
+    else:
+        model = PatchMemoryBank(bb, coreset=coreset, fraction=fraction,
+                                max_patches=prof.feature_max_patches, random_state=seed)
+    model.fit(x_fit)
+    val_maps, test_maps = model.score_map(x_val), model.score_map(data.x_test)
+    result = evaluate_anomaly_maps(val_maps, test_maps, data.y_test, data.masks_test)
+    result.update(_data_fields(data, x_fit, x_val, n_empty))
+    result.update({
+        "method": method, "backbone": bb.name, "n_patches": int(model.n_patches_),
+        "coreset": coreset if method == "knn" else None,
+        "fraction": float(fraction) if method == "knn" else None,
+        "category": data.category, "seconds": round(time.perf_counter() - start, 1),
+        "profile": prof.name, "seed": int(seed)})
+    if return_details:
+        return result, {"model": model, "x_fit": x_fit, "x_val": x_val, "val_maps": val_maps,
+                        "test_maps": test_maps}
+    return result
+
+
+# =========================================================================== SSIM speed
+def ssim_speed_experiment(n_images: int = 32, size: int = 128, repeats: int = 7,
+                          seed: int = 0) -> dict:
+    """Time the course's SSIM map against scikit-image's on a batch of real texture crops.
+
+    Crops of ``skimage.data.brick()`` (at most as many as fit, overlapping by half) and noisy
+    copies; best of ``repeats`` runs each.  Returns ``images``, ``size``, milliseconds for
+    scikit-image (one image at a time, ``skimage_ms``), ``ssim_residual_map`` (float32, eager)
+    and ``ssim_map`` inside ``tf.function``, the speed ratios (skimage time / ours) and the
+    largest absolute difference of the maps.  Used by ``python -m course_lib.bench ssim-speed``.
+    """
+    import skimage.data
+    import tensorflow as tf
+    from skimage.metrics import structural_similarity
+
+    from course_lib.ssim import ssim_map, ssim_residual_map
+
+    n_images = check_positive_int("n_images", n_images)
+    repeats = check_positive_int("repeats", repeats)
+    brick = skimage.data.brick() / 255.0
+    size = check_positive_int("size", size, minimum=11)
+    if size > min(brick.shape):
+        raise DataError(f"size must be at most {min(brick.shape)} (the photo's side), got {size}.")
+    rng = np.random.default_rng(seed)
+    corners = [(r, c) for r in range(0, brick.shape[0] - size + 1, max(1, size // 2))
+               for c in range(0, brick.shape[1] - size + 1, max(1, size // 4))]
+    if n_images > len(corners):
+        raise DataError(f"at most {len(corners)} crops of {size}x{size} fit in the photo, "
+                        f"got n_images={n_images}.")
+    x = np.stack([brick[r:r + size, c:c + size] for r, c in corners[:n_images]])
+    y = np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1)
+
+    def best(fn):
+        fn()  # warm-up (tracing, caches)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t)
+        return min(times) * 1e3, out
+
+    def reference():
+        return np.stack([structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+                                               use_sample_covariance=False, data_range=1.0,
+                                               full=True)[1] for a, b in zip(x, y)])
+
+    graph_fn = tf.function(lambda a, b: ssim_map(a, b))
+    xa, ya = x.astype("float32"), y.astype("float32")
+    t_ref, ref = best(reference)
+    t_eager, ours = best(lambda: ssim_residual_map(x, y))
+    t_graph, _ = best(lambda: graph_fn(xa, ya).numpy())
+    return {"images": int(len(x)), "size": size, "skimage_ms": round(t_ref, 1),
+            "course_eager_ms": round(t_eager, 1), "course_tf_function_ms": round(t_graph, 1),
+            "speedup_eager": round(t_ref / t_eager, 2), "speedup_tf_function": round(t_ref / t_graph, 2),
+            "max_abs_diff": float(np.abs((1.0 - ours) - ref).max())}

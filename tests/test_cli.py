@@ -1,0 +1,254 @@
+"""What every command-line tool shares (:mod:`course_lib.cli.common`).
+
+- one ``python -m`` smoke test per entry point, and the console scripts of pyproject.toml;
+- a usage error prints exactly ONE line on stderr and exits with 2;
+- a failure exits with 1 and a message; nothing a user can cause prints a traceback.
+
+Everything else calls ``main([...])`` in-process (see the test file of each tool).
+"""
+import importlib
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from course_lib.checks import DataError
+from course_lib.cli import bench, colab, common, data, doctor, runner
+from course_lib.config import REPO_DIR
+
+TOOLS = {"runner": runner, "bench": bench, "data": data, "doctor": doctor, "colab": colab}
+SHIMS = {"runner": "course_lib.runner", "bench": "course_lib.bench", "data": "course_lib.data",
+         "doctor": "course_lib.doctor", "colab": "course_lib.colab"}
+SCRIPTS = {"course-run": runner, "course-bench": bench, "course-data": data,
+           "course-doctor": doctor, "course-colab": colab}
+
+
+def _python_m(module, *args, env=None):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          timeout=120, cwd=REPO_DIR, env={**os.environ, **(env or {})})
+
+
+# --------------------------------------------------------------------------- python -m
+def test_python_m_runner_help():
+    out = _python_m("course_lib.runner", "--help")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert out.stdout.startswith("usage: python -m course_lib.runner") and "--profile" in out.stdout
+
+
+def test_python_m_bench_usage_error_is_one_line():
+    out = _python_m("course_lib.bench", "ssim-speed", "--images", "0")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        "python -m course_lib.bench: error: argument --images: expected a whole number >= 1, "
+        "got '0' (see python -m course_lib.bench --help)"]
+
+
+def test_python_m_data_help():
+    out = _python_m("course_lib.data", "--help")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert out.stdout.startswith("usage: python -m course_lib.data")
+    assert "prefetch" in out.stdout and "status" in out.stdout
+
+
+def test_python_m_doctor_help():
+    out = _python_m("course_lib.doctor", "--help")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert out.stdout.startswith("usage: python -m course_lib.doctor")
+
+
+def test_python_m_colab_badges():
+    out = _python_m("course_lib.colab", "badges")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == len(common.list_notebooks()) >= 7
+    assert lines[0].startswith("01_") and "colab.research.google.com" in lines[0]
+
+
+def test_shims_are_the_cli_tools():
+    """``python -m course_lib.<tool>`` runs :func:`course_lib.cli.<tool>.main`, nothing else."""
+    for name, tool in TOOLS.items():
+        shim = SHIMS[name] + (".__main__" if name == "data" else "")
+        assert importlib.import_module(shim).main is tool.main, shim
+
+
+# --------------------------------------------------------------------------- console scripts
+def test_pyproject_declares_one_console_script_per_tool():
+    scripts = tomllib.loads((REPO_DIR / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == set(SCRIPTS)
+    for script, target in scripts.items():
+        module, _, func = target.partition(":")
+        assert getattr(importlib.import_module(module), func) is SCRIPTS[script].main, script
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_installed_console_script_runs_help(script):
+    path = Path(sys.executable).parent / script
+    if not path.is_file():
+        pytest.skip(f"{script} not installed here (pip install -e . installs it)")
+    out = subprocess.run([str(path), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert out.stdout.startswith(f"usage: {SCRIPTS[script].PROG}")
+
+
+# --------------------------------------------------------------------------- usage errors
+USAGE_ERRORS = [
+    ("runner", ["--nosuch"], "unrecognized arguments: --nosuch"),
+    ("runner", ["--profile", "turbo"], "unknown profile 'turbo'"),
+    ("runner", ["--data", "sometimes"], "unknown data mode 'sometimes'"),
+    ("runner", ["{missing}"], "not found"),
+    ("runner", ["{folder}"], "is a folder"),
+    ("bench", [], "the following arguments are required: command"),
+    ("bench", ["nosuch"], "invalid choice: 'nosuch'"),
+    ("bench", ["mnist-one-class", "--train", "{missing}"], "not found"),
+    ("bench", ["mnist-one-class", "--train", "{file}", "--test", "{file}", "--digit", "12"],
+     "invalid choice: 12"),
+    ("bench", ["creditcard", "--csv", "{folder}"], "is a folder, not a file"),
+    ("bench", ["creditcard", "--csv", "{file}", "--test-fraction", "1.5"], "(0, 1)"),
+    ("bench", ["mvtec", "--root", "{missing}", "--category", "carpet"], "not found"),
+    ("bench", ["mvtec", "--root", "{folder}", "--category", "c", "--loss", "l3"],
+     "invalid choice: 'l3'"),
+    ("bench", ["mvtec-knn", "--root", "{folder}", "--category", "c", "--fraction", "0"],
+     "expected a number in (0, 1]"),
+    ("bench", ["mvtec-dictionary", "--root", "{folder}", "--category", "c", "--seed", "-1"],
+     "expected a whole number >= 0"),
+    ("bench", ["ssim-speed", "--images", "-1"], "expected a whole number >= 1"),
+    ("bench", ["ssim-speed", "--size", "0"], "expected a whole number >= 11"),
+    ("bench", ["notebooks", "--data", "nosuch"], "unknown data mode 'nosuch'"),
+    ("data", [], "the following arguments are required: command"),
+    ("data", ["prefetch", "--mvtec", "bottles"], "unknown MVTec AD category 'bottles'"),
+    ("data", ["status", "--profile", "turbo"], "unknown profile 'turbo'"),
+    ("doctor", ["now"], "unrecognized arguments: now"),
+    ("colab", ["nosuch"], "invalid choice: 'nosuch'"),
+]
+
+
+@pytest.fixture
+def paths(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.npz").write_bytes(b"x")
+    return {"missing": str(tmp_path / "missing.ipynb"), "folder": str(tmp_path / "folder"),
+            "file": str(tmp_path / "file.npz")}
+
+
+def _call(tool, argv, capsys):
+    """``main(argv)`` of one tool; an exception escaping it (a traceback) fails the test."""
+    try:
+        code = TOOLS[tool].main(argv)
+    except BaseException as exc:  # noqa: BLE001 - that is what this test looks for
+        pytest.fail(f"{tool} {argv} raised {type(exc).__name__}: {exc} (a traceback for the user)")
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    return code, captured
+
+
+@pytest.mark.parametrize("tool, argv, words", USAGE_ERRORS,
+                         ids=[f"{t}-{' '.join(a) or 'nothing'}" for t, a, _ in USAGE_ERRORS])
+def test_usage_error_is_one_line_and_exit_2(tool, argv, words, paths, capsys):
+    code, captured = _call(tool, [a.format(**paths) for a in argv], capsys)
+    prog = TOOLS[tool].PROG
+    assert code == 2, captured.err
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"{prog}: error: ") and lines[0].endswith(f"(see {prog} --help)")
+    assert words in lines[0]
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("tool, argv", [
+    ("runner", ["{missing}"]), ("data", ["status"]),
+    ("bench", ["mnist-one-class", "--train", "{file}", "--test", "{file}", "--digit", "1"])])
+def test_invalid_profile_in_the_environment_is_a_usage_error(tool, argv, paths, monkeypatch,
+                                                             capsys):
+    monkeypatch.setenv("COURSE_PROFILE", "turbo")
+    code, captured = _call(tool, [a.format(**paths) for a in argv], capsys)
+    assert code == 2 and len(captured.err.splitlines()) == 1, captured.err
+    assert "'turbo'" in captured.err and "COURSE_PROFILE" in captured.err
+
+
+def test_user_failures_exit_1_with_a_message(tmp_path, capsys):
+    """Bad data (not a usage error): exit 1, ``<prog>: error: <message>``, no traceback."""
+    csv = tmp_path / "bad.csv"
+    csv.write_text("a,b\n1,2\n")
+    npz = tmp_path / "digits.npz"
+    np.savez_compressed(npz, x=np.zeros((5, 20, 20), np.uint8), y=np.zeros(5, int))
+    for tool, argv, words in [
+            ("bench", ["creditcard", "--csv", str(csv)], "bad.csv"),
+            ("bench", ["mnist-one-class", "--train", str(npz), "--test", str(npz),
+                       "--digit", "1"], "digits.npz")]:
+        code, captured = _call(tool, argv, capsys)
+        assert code == 1, captured.err
+        assert captured.err.startswith(f"{TOOLS[tool].PROG}: error: ") and words in captured.err
+
+
+# --------------------------------------------------------------------------- run_command
+@pytest.mark.parametrize("raised, code, message", [
+    (common.UsageError("first line\nsecond\tline"), 2, "P: error: first line second line "
+                                                      "(see P --help)"),
+    (DataError("the file is broken; fix it"), 1, "P: error: the file is broken; fix it"),
+    (FileNotFoundError(2, "No such file", "x.csv"), 1, "P: error: FileNotFoundError: "),
+    (ImportError("no module named nbclient"), 1, "P: error: ImportError: no module named"),
+    (MemoryError(), 1, "P: error: out of memory."),
+    (KeyboardInterrupt(), 130, "P: interrupted."),
+    (SystemExit("stopped: reason"), 1, "P: error: stopped: reason"),
+    (SystemExit(3), 3, ""),
+    (SystemExit(None), 0, ""),
+])
+def test_run_command_turns_errors_into_exit_codes(raised, code, message, capsys):
+    def run(argv):
+        raise raised
+
+    assert common.run_command("P", run, []) == code
+    err = capsys.readouterr().err
+    assert err.strip().startswith(message) if message else err == ""
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_run_command_returns_what_the_tool_returns():
+    assert common.run_command("P", lambda argv: None, []) == 0
+    assert common.run_command("P", lambda argv: 1, []) == 1
+
+
+def test_argument_types():
+    import argparse
+
+    assert common.positive_int("3") == 3 and common.int_at_least(11)("11") == 11
+    assert common.fraction()("1") == 1.0 and common.fraction(allow_one=False)("0.5") == 0.5
+    for parse, bad in [(common.positive_int, "0"), (common.positive_int, "1.5"),
+                       (common.int_at_least(0), "-1"), (common.fraction(), "0"),
+                       (common.fraction(allow_one=False), "1"), (common.fraction(), "nan"),
+                       (common.profile_name, "turbo"), (common.data_mode_name, "x")]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(bad)
+
+
+def test_file_and_folder_arguments(tmp_path):
+    import argparse
+
+    a_file = tmp_path / "a.md"
+    a_file.write_text("x")
+    assert common.existing_file(str(a_file)) == a_file
+    assert common.existing_folder(str(tmp_path)) == tmp_path
+    assert common.output_file(str(tmp_path / "new" / "b.md")) == tmp_path / "new" / "b.md"
+    for parse, text, words in [
+            (common.existing_file, tmp_path, "is a folder, not a file"),
+            (common.existing_file, tmp_path / "nope", "not found"),
+            (common.existing_folder, a_file, "is a file, not a folder"),
+            (common.existing_folder, tmp_path / "nope", "not found"),
+            (common.output_file, tmp_path, "is a folder; give a file name"),
+            (common.output_file, a_file / "below.md", "is a file, not a folder")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(words)):
+            parse(str(text))
+
+
+def test_long_paths_keep_their_file_name(tmp_path):
+    import argparse
+
+    deep = tmp_path / ("d" * 150) / ("e" * 150) / "the_file.npz"
+    with pytest.raises(argparse.ArgumentTypeError, match="the_file.npz"):
+        common.existing_file(str(deep))
