@@ -7,8 +7,8 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``checks``        the one ``DataError`` and every input validator
 - ``sampling``      seeded subsets and splits
 - ``download``      network probe, verified downloads, resumable downloads, safe extraction
-- ``data.*``        one loader per dataset (``mnist``, ``creditcard``, ``mvtec``, ``textures``)
-                    and ``data.cache`` (what is cached; prefetch)
+- ``data.*``        one loader per dataset (``mnist``, ``creditcard``, ``mvtec``, ``textures``,
+                    ``ecg``) and ``data.cache`` (what is cached; prefetch)
 - ``images``        image batches for models: scaling, flattening, channel axis, noise, flips
 - ``metrics``       reconstruction errors, anomaly scores, thresholds, evaluation
 - ``ssim``          the SSIM map and loss (Keras)
@@ -23,7 +23,9 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``cli.*``         command-line tools: ``runner``, ``bench``, ``data``, ``doctor``, ``colab``
                     (``python -m course_lib.<tool>``)
 
-Importing ``course_lib`` is cheap: Keras/TensorFlow load only when a model helper runs.
+Importing ``course_lib``, ``config``, ``checks``, ``data.*``, ``metrics`` or a command-line tool
+is cheap; ``ssim``, ``models``, ``training``, ``gan``, ``features`` and what builds on them import
+Keras at the top, like the notebook cells they are saved from.
 """
 
 from course_lib.config import get_profile, set_seed

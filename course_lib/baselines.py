@@ -24,7 +24,7 @@ class PCAReconstruction:
     n_components : int or float
         Passed to scikit-learn: a count, or a fraction of variance to keep (e.g. 0.9).
 
-    Taught in notebook 03; used in notebook 04.
+    Taught in notebook 03; ``creditcard_baselines`` uses it too.
     """
 
     def __init__(self, n_components=0.9, random_state: int = 0):

@@ -71,6 +71,9 @@ class Profile:
         Test images scored by AnoGAN in notebook 06 (the latent search is slow).
     feature_max_patches : int
         At most this many good-image patch features in notebook 07's dictionary / memory bank.
+    ecg_epochs : int
+        At most this many epochs for the Conv1D autoencoder on ECG heartbeats (early stopping
+        may end sooner).
     """
 
     name: str
@@ -92,6 +95,7 @@ class Profile:
     anogan_steps: int = 200
     anogan_n_test: int = 200
     feature_max_patches: int = 20000
+    ecg_epochs: int = 100
 
     def as_dict(self) -> dict:
         """The profile as a plain dictionary (for logs and JSON)."""
@@ -112,21 +116,21 @@ PROFILES = {
                     mvtec_size=64, mvtec_n_train=60, mvtec_n_test_good=15,
                     mvtec_n_test_defect=30, mvtec_samples=480, mvtec_epochs=8,
                     gan_epochs=30, anogan_steps=50, anogan_n_test=40,
-                    feature_max_patches=5000),
+                    feature_max_patches=5000, ecg_epochs=30),
     "workshop": Profile("workshop", n_train=8000, n_test=2000, epochs=15, study_epochs=5,
                         batch_size=64, one_class_epochs=40, tabular_epochs=100,
                         tabular_max_normal=20000,
                         mvtec_size=64, mvtec_n_train=200, mvtec_n_test_good=30,
                         mvtec_n_test_defect=60, mvtec_samples=1500, mvtec_epochs=25,
                         gan_epochs=40, anogan_steps=200, anogan_n_test=100,
-                        feature_max_patches=10000),
+                        feature_max_patches=10000, ecg_epochs=100),
     "full": Profile("full", n_train=None, n_test=None, epochs=30, study_epochs=10,
                     batch_size=128, one_class_epochs=80, tabular_epochs=100,
                     tabular_max_normal=None,
                     mvtec_size=128, mvtec_n_train=200, mvtec_n_test_good=30,
                     mvtec_n_test_defect=60, mvtec_samples=5000, mvtec_epochs=30,
                     gan_epochs=100, anogan_steps=300, anogan_n_test=1000,
-                    feature_max_patches=50000),
+                    feature_max_patches=50000, ecg_epochs=200),
 }
 
 

@@ -30,7 +30,7 @@ NOTEBOOKS = REPO / "notebooks"
 SLIDES = REPO / "slides"
 
 #: The order of the ``data`` subpackage (its docstring line says only ``data.*``).
-DATA_ORDER = ("common", "mnist", "creditcard", "mvtec", "textures", "cache")
+DATA_ORDER = ("common", "mnist", "creditcard", "mvtec", "textures", "ecg", "cache")
 #: Inside ``cli``: what the tools share, then the tools (same rank: none imports another).
 CLI_SHARED = ("common", "notebooks")
 CLI_TOOLS = ("runner", "bench", "data", "doctor", "colab")

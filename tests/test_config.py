@@ -1,6 +1,3 @@
-import subprocess
-import sys
-
 import pytest
 
 from course_lib.config import PROFILES, data_mode, get_profile
@@ -36,13 +33,3 @@ def test_data_mode(monkeypatch):
     assert data_mode("OFFLINE") == "offline"
     with pytest.raises(ValueError, match="COURSE_DATA"):
         data_mode("sometimes")
-
-
-def test_model_modules_import_keras_only_when_used():
-    code = ("import sys, course_lib, course_lib.models, course_lib.ssim, course_lib.map_metrics, "
-            "course_lib.baselines, course_lib.plots, course_lib.gan, course_lib.features, "
-            "course_lib.training\n"
-            "heavy = [m for m in ('keras', 'tensorflow', 'matplotlib', 'sklearn') if m in sys.modules]\n"
-            "print(','.join(heavy))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"heavy modules imported at package import: {out.stdout}"

@@ -21,6 +21,7 @@ from course_lib.cli.data import main
 from course_lib.config import data_dir, get_profile
 from course_lib.data import cache as cache_module
 from course_lib.data import creditcard as C
+from course_lib.data import ecg as E
 from course_lib.data import mnist as M
 from course_lib.data.cache import cache_status, format_cache_table, prefetch
 from course_lib.data.common import CacheItem, human_size
@@ -44,7 +45,13 @@ def _creditcard_bytes(n_rows=20, n_fraud=2) -> bytes:
     return frame.to_csv(index=False).encode()
 
 
-MNIST_BYTES, CREDITCARD_BYTES = _mnist_bytes(), _creditcard_bytes()
+def _ecg_bytes(n_rows=20, n_abnormal=5) -> bytes:
+    beats = np.random.default_rng(0).normal(size=(n_rows, E.ECG_LENGTH)).round(5)
+    labels = [0.0] * n_abnormal + [1.0] * (n_rows - n_abnormal)
+    return "\n".join(",".join(map(str, [*b, lab])) for b, lab in zip(beats, labels)).encode()
+
+
+MNIST_BYTES, CREDITCARD_BYTES, ECG_BYTES = _mnist_bytes(), _creditcard_bytes(), _ecg_bytes()
 
 
 @pytest.fixture
@@ -59,14 +66,18 @@ def caches(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "CREDITCARD_URL", closed_port_url("/creditcard.csv"))
     monkeypatch.setattr(C, "CREDITCARD_ROWS", 20)
     monkeypatch.setattr(C, "CREDITCARD_FRAUDS", 2)
+    monkeypatch.setattr(E, "ECG_URL", closed_port_url("/ecg.csv"))
+    monkeypatch.setattr(E, "ECG_ROWS", 20)
     return tmp_path
 
 
 @pytest.fixture
 def server(caches, monkeypatch):
-    with LocalServer({"/mnist.npz": MNIST_BYTES, "/creditcard.csv": CREDITCARD_BYTES}) as srv:
+    with LocalServer({"/mnist.npz": MNIST_BYTES, "/creditcard.csv": CREDITCARD_BYTES,
+                      "/ecg.csv": ECG_BYTES}) as srv:
         monkeypatch.setattr(M, "MNIST_URL", srv.url("/mnist.npz"))
         monkeypatch.setattr(C, "CREDITCARD_URL", srv.url("/creditcard.csv"))
+        monkeypatch.setattr(E, "ECG_URL", srv.url("/ecg.csv"))
         yield srv
 
 
@@ -82,23 +93,27 @@ def test_prefetch_all_succeeds_and_lists_sizes(server, caches, capsys):
     rc = main(["prefetch", "--all", "--profile", "fast", "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "All 5 item(s) OK" in out
+    assert "All 6 item(s) OK" in out
     table = out.split("Prefetch summary")[1]
-    for name in ("MNIST full (Keras cache)", "Credit card full (cache)", "Texture 'brick'",
-                 "Texture 'grass'", "Texture 'gravel'"):
+    for name in ("MNIST full (Keras cache)", "Credit card full (cache)",
+                 "ECG 4,998 beats (cache)", "Texture 'brick'", "Texture 'grass'",
+                 "Texture 'gravel'"):
         row = next(line for line in table.splitlines() if line.startswith(name))
         assert " OK " in row and ("KB" in row or " B " in row), row
         assert str(caches) in row, f"cache not under tmp_path: {row}"
-    assert _keras_files(caches) == ["creditcard.csv", "mnist.npz"], "no temporary files"
-    assert sorted(r["path"] for r in server.log) == ["/creditcard.csv", "/mnist.npz"]
+    assert _keras_files(caches) == ["creditcard.csv", "ecg.csv", "mnist.npz"], \
+        "no temporary files"
+    assert sorted(r["path"] for r in server.log) == ["/creditcard.csv", "/ecg.csv", "/mnist.npz"]
     # status now sees them, offline, and the loaders use them without downloading again
     states = _states()
     assert states["MNIST full (Keras cache)"] == "OK"
     assert states["Credit card full (cache)"] == "OK"
+    assert states["ECG 4,998 beats (cache)"] == "OK"
     assert states["Texture 'gravel' (fast, 64px)"] == "OK"
     assert M.load_mnist(source="online", verbose=False).source == "online"
     assert C.load_creditcard(source="online", verbose=False).source == "online"
-    assert len(server.log) == 2
+    assert E.load_ecg(source="online", verbose=False).source == "online"
+    assert len(server.log) == 3
     # notebook 05's own call finds the prefetched texture set (same folder, no rebuild)
     brick = next(it for it in cache_status("fast") if it.name.startswith("Texture 'brick'"))
     stamp = (brick.path / "manifest.json").stat().st_mtime_ns

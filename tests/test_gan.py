@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 
@@ -11,8 +12,6 @@ from course_lib.config import get_profile
 
 @pytest.fixture(scope="module")
 def nets():
-    import keras
-
     keras.utils.set_random_seed(0)
     return gan.build_generator(latent_dim=8), gan.build_discriminator()
 
@@ -27,6 +26,14 @@ def images():
     return x
 
 
+def _weights(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+def _same(a, b):
+    return all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
 def test_shapes_and_generator_range(nets):
     generator, discriminator = nets
     z = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32) * 10
@@ -36,69 +43,94 @@ def test_shapes_and_generator_range(nets):
     assert np.asarray(discriminator(g)).shape == (5, 1)
     feats = np.asarray(gan.feature_extractor(discriminator)(g))
     assert feats.shape == (5, 7 * 7 * 64)
+    assert gan.build_generator().input_shape == (None, gan.LATENT_DIM)
 
 
-def test_train_step_returns_losses_and_updates_both_networks(nets, images):
-    generator, discriminator = nets
+def _compiled_dcgan():
     model = gan.DCGAN(gan.build_generator(8), gan.build_discriminator(), latent_dim=8, seed=0)
-    model.compile()
-    x = gan._check_images(images)
-    g_before = [w.copy() for w in model.generator.get_weights()]
-    d_before = [w.copy() for w in model.discriminator.get_weights()]
-    logs = model.train_on_batch(x, return_dict=True)
-    assert {"d_loss", "g_loss", "d_acc"} <= set(logs)
-    assert all(np.isfinite(float(logs[k])) for k in ("d_loss", "g_loss"))
-    assert any(not np.allclose(a, b) for a, b in zip(g_before, model.generator.get_weights()))
-    assert any(not np.allclose(a, b)
-               for a, b in zip(d_before, model.discriminator.get_weights()))
+    model.compile(d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+                  g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+                  loss_fn=keras.losses.BinaryCrossentropy(from_logits=True))
+    return model
+
+
+def test_train_step_returns_losses_and_updates_both_networks(images):
+    model = _compiled_dcgan()
+    x = images.astype(np.float32)[..., None] / 255
+    g_before, d_before = _weights(model.generator), _weights(model.discriminator)
+    logs = model.fit(x, epochs=1, batch_size=len(x), verbose=0).history   # one train_step
+    assert set(logs) == {"d_loss", "g_loss", "d_acc"}
+    assert all(np.isfinite(logs[k][0]) for k in ("d_loss", "g_loss"))
+    assert 0.0 <= logs["d_acc"][0] <= 1.0
+    assert not _same(g_before, model.generator.get_weights())
+    assert not _same(d_before, model.discriminator.get_weights())
 
 
 def test_train_dcgan_collects_samples(images):
     profile = dataclasses.replace(get_profile("fast"), gan_epochs=2, batch_size=3)
-    run = gan.train_dcgan(images, profile, seed=0, latent_dim=8, sample_every=1, n_samples=4)
-    assert sorted(run.samples) == [1, 2]
-    assert run.samples[2].shape == (4, 28, 28, 1)
-    assert len(run.history["d_loss"]) == 2 and len(run.history["g_loss"]) == 2
-    health = gan.gan_health(run.generator, run.discriminator, images, n=6)
+    model, history, samples = gan.train_dcgan(images, profile, seed=0, latent_dim=8, n_samples=4)
+    assert isinstance(model, gan.DCGAN)
+    assert sorted(samples) == [1, 2]          # every max(1, epochs // 5) epochs and the last
+    assert samples[2].shape == (4, 28, 28, 1)
+    assert {k: len(v) for k, v in history.items()} == {"d_loss": 2, "g_loss": 2, "d_acc": 2}
+    health = gan.gan_health(model.generator, model.discriminator, images, n=6)
     assert {"diversity", "d_acc_real", "d_acc_fake", "warnings", "ok"} <= set(health)
 
 
-def test_latent_search_lowers_the_objective(nets, images):
+def test_latent_search_lowers_the_objective_and_leaves_the_networks_alone(nets, images):
     generator, discriminator = nets
-    out = gan.anogan_scores(generator, discriminator, images, steps=20, lam=0.1,
+    g_before, d_before = _weights(generator), _weights(discriminator)
+    out = gan.anogan_search(generator, discriminator, images, steps=20, lam=0.1,
                             learning_rate=0.05, seed=0)
-    assert len(out["objective"]) == 21
+    assert len(out["objective"]) == 21 and len(out["step_seconds"]) == 20
     assert out["objective"][-1] < out["objective"][0]
     assert out["reconstructions"].shape == (6, 28, 28, 1)
     assert out["z"].shape == (6, 8)
-    # the objective is the mean of the final scores
+    # the objective after the last step is the mean of the final scores
     assert np.isclose(out["objective"][-1], out["score"].mean(), rtol=1e-4)
+    assert _same(g_before, generator.get_weights()) and _same(d_before, discriminator.get_weights())
 
 
-def test_combined_score_is_weighted_sum(nets, images):
+def test_latent_search_is_repeatable_with_a_seed(nets, images):
     generator, discriminator = nets
+    a = gan.anogan_search(generator, discriminator, images, steps=5, seed=3)
+    b = gan.anogan_search(generator, discriminator, images, steps=5, seed=3)
+    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-5)
+    c = gan.anogan_search(generator, discriminator, images, steps=5, seed=4)
+    assert not np.allclose(a["z"], c["z"])
+
+
+def test_anogan_loss_is_the_weighted_sum_of_its_parts(nets, images):
+    generator, discriminator = nets
+    features = gan.feature_extractor(discriminator)
+    x = images.astype(np.float32)[..., None] / 255
     z = np.random.default_rng(2).standard_normal((len(images), 8)).astype(np.float32)
     for lam in (0.0, 0.1, 0.5, 1.0):
-        p = gan.anogan_parts(generator, discriminator, images, z, lam=lam)
-        np.testing.assert_allclose(p["score"],
-                                   (1 - lam) * p["residual"] + lam * p["discrimination"],
-                                   rtol=1e-6)
-    assert np.all(p["residual"] > 0) and np.all(p["discrimination"] >= 0)
-    # the residual is the mean absolute pixel difference
-    x = images.astype(np.float32)[..., None] / 255
-    np.testing.assert_allclose(p["residual"], np.abs(x - p["reconstructions"]).mean(axis=(1, 2, 3)),
-                               rtol=1e-5)
+        score, residual, discrimination = (np.asarray(v) for v in
+                                           gan.anogan_loss(generator, features, x, z, lam))
+        np.testing.assert_allclose(score, (1 - lam) * residual + lam * discrimination, rtol=1e-6)
+    assert np.all(residual > 0) and np.all(discrimination >= 0)
+    # R is the mean absolute pixel difference, D the mean absolute feature difference
+    g = np.asarray(generator(z, training=False))
+    np.testing.assert_allclose(residual, np.abs(x - g).mean(axis=(1, 2, 3)), rtol=1e-5)
+    fd = np.abs(np.asarray(features(x)) - np.asarray(features(g))).mean(axis=1)
+    np.testing.assert_allclose(discrimination, fd, rtol=1e-5)
 
 
 def test_encoder_scores(nets, images):
     generator, discriminator = nets
     profile = dataclasses.replace(get_profile("fast"), batch_size=3)
+    w_before = _weights(generator)
     encoder = gan.train_encoder(generator, images, profile, epochs=1)
-    w_before = [w.copy() for w in generator.get_weights()]
+    assert _same(w_before, generator.get_weights()), "izi training must not change G"
+    assert generator.trainable
     out = gan.encoder_scores(generator, discriminator, encoder, images)
     assert out["score"].shape == (6,) and out["z"].shape == (6, 8)
-    assert all(np.array_equal(a, b) for a, b in zip(w_before, generator.get_weights()))
-    assert generator.trainable
+    # the score is AnoGAN's loss at z = E(x)
+    x = images.astype(np.float32)[..., None] / 255
+    score = np.asarray(gan.anogan_loss(generator, gan.feature_extractor(discriminator), x,
+                                       out["z"], 0.1)[0])
+    np.testing.assert_allclose(out["score"], score, rtol=1e-5)
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -110,33 +142,18 @@ def test_encoder_scores(nets, images):
 def test_bad_images_rejected(nets, bad, match):
     generator, discriminator = nets
     with pytest.raises(ValueError, match=match):
-        gan.anogan_scores(generator, discriminator, bad, steps=1)
+        gan.anogan_search(generator, discriminator, bad, steps=1)
 
 
 def test_bad_arguments_rejected(nets, images):
     generator, discriminator = nets
     with pytest.raises(ValueError, match="steps"):
-        gan.anogan_scores(generator, discriminator, images, steps=0)
+        gan.anogan_search(generator, discriminator, images, steps=0)
     with pytest.raises(ValueError, match="lam"):
-        gan.anogan_scores(generator, discriminator, images, steps=1, lam=1.5)
-    with pytest.raises(ValueError, match="learning_rate"):
-        gan.anogan_scores(generator, discriminator, images, steps=1, learning_rate=0)
-    with pytest.raises(ValueError, match="z must have shape"):
-        gan.anogan_parts(generator, discriminator, images, np.zeros((2, 8)))
-    with pytest.raises(ValueError, match="latent_dim"):
-        gan.build_generator(latent_dim=0)
+        gan.anogan_search(generator, discriminator, images, steps=1, lam=1.5)
     with pytest.raises(ValueError, match="features"):
         gan.feature_extractor(generator)
     with pytest.raises(ValueError, match="gan_epochs"):
         gan.train_dcgan(images, dataclasses.replace(get_profile("fast"), gan_epochs=0))
-
-
-def test_module_import_is_light():
-    import subprocess
-    import sys
-
-    code = ("import sys, course_lib.gan; "
-            "print('keras' in sys.modules or 'tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
-    assert out.stdout.strip() == "False", out.stderr
+    with pytest.raises(ValueError, match="x_normal"):
+        gan.train_encoder(generator, np.zeros((2, 5, 5)), epochs=1)

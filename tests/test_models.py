@@ -5,7 +5,8 @@ from course_lib.config import set_seed
 from course_lib.data.mnist import load_mnist
 from course_lib.images import add_channel, flatten
 from course_lib.metrics import reconstruction_error
-from course_lib.models import build_conv_autoencoder, build_dense_autoencoder
+from course_lib.models import (CAE_FILTERS, build_conv_autoencoder, build_dense_autoencoder,
+                               build_transpose_autoencoder)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,32 @@ def test_conv_autoencoder_shapes():
     assert enc2.output_shape == (None, 10)
 
 
+def test_conv_autoencoder_defaults_are_notebook_02s_model():
+    ae, enc, _ = build_conv_autoencoder()
+    assert CAE_FILTERS == (16, 32)
+    assert [layer.filters for layer in enc.layers if hasattr(layer, "filters")] == [16, 32]
+    # the same learning rate as the dense autoencoder, so that notebook 02 compares like with like
+    dense, _, _ = build_dense_autoencoder()
+    assert float(ae.optimizer.learning_rate) == pytest.approx(float(dense.optimizer.learning_rate))
+
+
+def test_transpose_autoencoder_grows_the_image_back_with_strided_conv2d_transpose():
+    ae, enc, dec = build_transpose_autoencoder()
+    assert ae.input_shape == (None, 28, 28, 1) and ae.output_shape == (None, 28, 28, 1)
+    assert enc.output_shape == (None, 7, 7, CAE_FILTERS[-1])  # the CAE's encoder
+    kinds = [type(layer).__name__ for layer in dec.layers]
+    assert kinds.count("Conv2DTranspose") == len(CAE_FILTERS) and "UpSampling2D" not in kinds
+    assert all(tuple(layer.strides) == (2, 2) for layer in dec.layers
+               if type(layer).__name__ == "Conv2DTranspose")
+    assert dec.layers[-1].activation.__name__ == "sigmoid"
+    # a transposed convolution has as many weights as a convolution of the same size
+    cae, _, _ = build_conv_autoencoder()
+    assert ae.count_params() == cae.count_params()
+    ae4, _, dec4 = build_transpose_autoencoder(kernel_size=4, filters=(8,), input_shape=(8, 8, 3))
+    assert ae4.output_shape == (None, 8, 8, 3)
+    assert dec4.get_layer("dec_convT_0").kernel_size == (4, 4)
+
+
 @pytest.mark.parametrize("kwargs", [dict(code_size=0), dict(hidden=(16, -1)), dict(input_dim=2.5)])
 def test_dense_rejects_bad_sizes(kwargs):
     with pytest.raises(ValueError, match="whole number"):
@@ -51,14 +78,17 @@ def test_outputs_are_valid_pixels(digits):
     assert out.shape == (16, 784) and out.min() >= 0.0 and out.max() <= 1.0
 
 
-@pytest.mark.parametrize("kind", ["dense", "conv"])
+@pytest.mark.parametrize("kind", ["dense", "conv", "transpose"])
 def test_a_trained_autoencoder_beats_an_untrained_one(digits, kind):
     set_seed(0)
     if kind == "dense":
         ae, _, _ = build_dense_autoencoder(code_size=32)
         x, xt = flatten(digits.x_train), flatten(digits.x_test)
-    else:
+    elif kind == "conv":
         ae, _, _ = build_conv_autoencoder(filters=(8, 16))
+        x, xt = add_channel(digits.x_train), add_channel(digits.x_test)
+    else:
+        ae, _, _ = build_transpose_autoencoder(filters=(8, 16))
         x, xt = add_channel(digits.x_train), add_channel(digits.x_test)
     before = reconstruction_error(xt, ae.predict(xt, verbose=0)).mean()
     ae.fit(x, x, epochs=4, batch_size=32, verbose=0)

@@ -28,6 +28,14 @@
     python -m course_lib.bench ssim-speed [--images 32] [--size 128]
         The course's SSIM map vs scikit-image's on real texture crops: speed and agreement.
 
+    python -m course_lib.bench ecg --train FILE --test FILE [--profile P] [--seed S]
+                                   [--layout auto|label-first|label-last]
+        Heartbeats (or any fixed-length windows; label 1 = normal): train the Conv1D
+        autoencoder on the normal beats of the training file, set the threshold on validation
+        normals only, score every beat of the test file; PCA, Isolation Forest and the
+        nearest normal beat on the same split.  Files: UCR text (label first) or CSV (label
+        last), one beat per line.
+
 Every evaluation prints, as its last line, one JSON object.  ``.npz`` files hold ``x`` (uint8,
 (N, 28, 28)) and ``y`` (labels).  The experiments themselves live in
 :mod:`course_lib.experiments`.
@@ -153,6 +161,20 @@ def _cmd_ssim_speed(args) -> int:
         result = ssim_speed_experiment(n_images=args.images, size=args.size)
     except DataError as exc:  # every check there is about --images and --size
         raise UsageError(str(exc).rstrip(".")) from None
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def _cmd_ecg(args) -> int:
+    from course_lib.data.ecg import read_ecg_file
+
+    x_train, y_train = read_ecg_file(args.train, layout=args.layout)
+    x_test, y_test = read_ecg_file(args.test, layout=args.layout)
+    # Keras loads with the experiments: only once both files have been read and checked
+    from course_lib.experiments import ecg_experiment, split_ecg_files
+
+    split = split_ecg_files(x_train, y_train, x_test, y_test, seed=args.seed)
+    result = ecg_experiment(split, profile=args.profile, seed=args.seed)
     print(json.dumps(result), flush=True)
     return 0
 
@@ -324,6 +346,19 @@ def build_parser() -> ArgumentParser:
     sp.add_argument("--size", type=int_at_least(11), default=128,
                     help="side of the crops in pixels (11 to 512)")
     sp.set_defaults(func=_cmd_ssim_speed)
+
+    ecg = sub.add_parser("ecg", help="heartbeats: Conv1D autoencoder vs PCA, Isolation Forest, "
+                                     "nearest normal beat")
+    ecg.add_argument("--train", required=True, type=existing_file,
+                     help="beats to learn from (only its normal beats, label 1, are used)")
+    ecg.add_argument("--test", required=True, type=existing_file, help="beats to score")
+    ecg.add_argument("--profile", type=profile_name, default=None,
+                     help="fast | workshop | full (epochs)")
+    ecg.add_argument("--seed", default=0, type=int_at_least(0))
+    ecg.add_argument("--layout", default="auto", choices=("auto", "label-first", "label-last"),
+                     help="where the label is in each row (default: auto, the end that holds "
+                          "whole numbers)")
+    ecg.set_defaults(func=_cmd_ecg)
     return parser
 
 

@@ -1,6 +1,6 @@
 """Get the course's datasets before the workshop, or see what is cached.
 
-    python -m course_lib.data prefetch [--all | --mnist --creditcard --textures
+    python -m course_lib.data prefetch [--all | --mnist --creditcard --ecg --textures
                                         --mvtec CATEGORY ...] [--profile P] [--no-progress]
         Download and verify into the caches the notebooks use, then print a table of every
         item (state, size, path) and what to do for each failure.  Exit 1 if anything failed.
@@ -30,11 +30,13 @@ def build_parser() -> ArgumentParser:
                          description="Download and verify datasets into the caches the "
                                      "notebooks use. Without options: --all.")
     pre.add_argument("--all", action="store_true",
-                     help="MNIST, credit card and textures (not MVTec AD: 4.9 GB, "
+                     help="MNIST, credit card, ECG and textures (not MVTec AD: 4.9 GB, "
                           "non-commercial licence; ask for it with --mvtec)")
     pre.add_argument("--mnist", action="store_true", help="full MNIST into Keras' cache")
     pre.add_argument("--creditcard", action="store_true",
                      help="full credit-card CSV (about 150 MB)")
+    pre.add_argument("--ecg", action="store_true",
+                     help="TensorFlow's 4,998-beat ECG CSV (a few MB)")
     pre.add_argument("--textures", action="store_true",
                      help="build the offline texture sets (no network)")
     pre.add_argument("--mvtec", nargs="+", metavar="CATEGORY", default=[],

@@ -14,28 +14,30 @@ from course_lib.config import Profile, get_profile
 from course_lib.data.common import CacheItem, failure_hint, human_size, path_size
 from course_lib.data.creditcard import (creditcard_cache_items, creditcard_cache_path,
                                         fetch_creditcard)
+from course_lib.data.ecg import ecg_cache_items, ecg_cache_path, fetch_ecg
 from course_lib.data.mnist import fetch_mnist, mnist_cache_items, mnist_cache_path
 from course_lib.data.mvtec import (MVTEC_AD_CATEGORIES, MVTEC_AD_DOWNLOADS, download_mvtec,
                                    mvtec_cache_items, mvtec_hint)
 from course_lib.data.textures import (TEXTURES, build_texture_dataset, texture_cache_items,
                                       texture_settings)
 
-PREFETCH_ITEMS = ("mnist", "creditcard", "textures")
+PREFETCH_ITEMS = ("mnist", "creditcard", "ecg", "textures")
 
 
 def cache_status(profile: Profile | str | None = None) -> list:
     """What is present offline, without touching the network.
 
-    Returns a list of :class:`CacheItem`: the embedded MNIST subset and credit-card sample
-    (sha256 checked), Keras' MNIST cache (sha256 checked), the cached full credit-card CSV
-    (header checked), the texture sets of ``profile`` (default: the active one) and the real
-    MVTec AD categories present.  Used by ``python -m course_lib.data status`` and
-    ``python -m course_lib.doctor``.
+    Returns a list of :class:`CacheItem`: the embedded MNIST subset, credit-card sample and
+    ECG beats (sha256 checked), Keras' MNIST cache (sha256 checked), the cached full
+    credit-card CSV (header checked), the cached ECG CSV (first line checked), the texture sets
+    of ``profile`` (default: the active one) and the real MVTec AD categories present.  Used by
+    ``python -m course_lib.data status`` and ``python -m course_lib.doctor``.
     """
     prof = get_profile(profile)
     mnist_embedded, mnist_cache = mnist_cache_items()
     card_embedded, card_cache = creditcard_cache_items()
-    return [mnist_embedded, card_embedded, mnist_cache, card_cache,
+    ecg_embedded, ecg_cache = ecg_cache_items()
+    return [mnist_embedded, card_embedded, ecg_embedded, mnist_cache, card_cache, ecg_cache,
             *texture_cache_items(prof), *mvtec_cache_items()]
 
 
@@ -72,6 +74,12 @@ def _advice(item: str) -> str:
                if cached.exists() else "Check the network and disk space (about 150 MB) and "
                "run prefetch --creditcard again")
         return f"{fix}. Without it notebook 04 uses the embedded sample."
+    if item == "ecg":
+        cached = ecg_cache_path()
+        fix = (f"The cached copy is bad: delete {cached} and run prefetch --ecg again"
+               if cached.exists() else "Check the network (storage.googleapis.com must "
+               "answer) and run prefetch --ecg again")
+        return f"{fix}. Without it notebook 08 uses the embedded beats."
     if item == "textures":
         return ("Needs scikit-image (pip install -r requirements.txt) and a writable cache "
                 "folder (set COURSE_CACHE_DIR).")
@@ -95,7 +103,8 @@ def prefetch(items=PREFETCH_ITEMS, mvtec_categories=(), profile: Profile | str |
     ----------
     items : iterable of str
         Any of :data:`PREFETCH_ITEMS`: ``"mnist"`` (Keras' full MNIST, sha256-checked),
-        ``"creditcard"`` (the full CSV, content-verified), ``"textures"`` (the offline texture
+        ``"creditcard"`` (the full CSV, content-verified), ``"ecg"`` (TensorFlow's 4,998-beat
+        ECG CSV, content-verified), ``"textures"`` (the offline texture
         sets of ``profile``).
     mvtec_categories : iterable of str
         Real MVTec AD categories (or ``"all"``) to download.
@@ -148,6 +157,9 @@ def prefetch(items=PREFETCH_ITEMS, mvtec_categories=(), profile: Profile | str |
     if "creditcard" in items:
         attempt("creditcard", "Credit card full (cache)", lambda: fetch_creditcard(progress),
                 lambda: creditcard_cache_items()[1])
+    if "ecg" in items:
+        attempt("ecg", "ECG 4,998 beats (cache)", lambda: fetch_ecg(progress),
+                lambda: ecg_cache_items()[1])
     if "textures" in items:
         settings = texture_settings(prof)
         for i, texture in enumerate(TEXTURES):
