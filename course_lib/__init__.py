@@ -8,14 +8,14 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``sampling``      seeded subsets and splits
 - ``download``      network probe, verified downloads, resumable downloads, safe extraction
 - ``data.*``        one loader per dataset (``mnist``, ``creditcard``, ``mvtec``, ``textures``,
-                    ``ecg``) and ``data.cache`` (what is cached; prefetch)
+                    ``kolektor``, ``ecg``) and ``data.cache`` (what is cached; prefetch)
 - ``images``        image batches for models: scaling, flattening, channel axis, noise, flips
 - ``metrics``       reconstruction errors, anomaly scores, thresholds, evaluation
 - ``ssim``          the SSIM map and loss (Keras)
 - ``map_metrics``   anomaly maps: residual maps, pixel AUROC, PRO / AUPRO, MVTec ratios
 - ``baselines``     PCA reconstruction, variation model, texture inspection
 - ``models``        the course's autoencoders (Keras)
-- ``training``      one ``fit`` for every autoencoder, with an optional progress bar
+- ``training``      one compact progress bar for a whole ``fit``
 - ``gan``           DCGAN, AnoGAN's latent search, f-AnoGAN's encoder
 - ``features``      CNN patch features, feature dictionary, PatchCore-style memory bank
 - ``plots``         the notebooks' figures
@@ -24,8 +24,8 @@ it so), and nothing imports the command-line tools at the bottom:
                     (``python -m course_lib.<tool>``)
 
 Importing ``course_lib``, ``config``, ``checks``, ``data.*``, ``metrics`` or a command-line tool
-is cheap; ``ssim``, ``models``, ``training``, ``gan``, ``features`` and what builds on them import
-Keras at the top, like the notebook cells they are saved from.
+is cheap; ``ssim``, ``models``, ``gan`` and what builds on them import Keras at the top, like the
+notebook cells they are saved from.
 """
 
 from course_lib.config import get_profile, set_seed

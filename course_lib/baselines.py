@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from course_lib.checks import DataError, check_image_batch, check_number, check_positive_int
+from course_lib.checks import (DataError, check_image_list, check_number,
+                               check_positive_int)
+from course_lib.images import patch_corners, stitch_patches
 from course_lib.sampling import seeded_subset
 
 
@@ -63,8 +65,15 @@ class PCAReconstruction:
 
 # --------------------------------------------------------------------------- anomaly maps
 def _check_images(x, name: str = "x", min_images: int = 1) -> np.ndarray:
-    """Grayscale images as float64 (N, H, W); a trailing channel axis of 1 is dropped."""
-    return check_image_batch(x, name, dtype=np.float64, min_images=min_images)
+    """Grayscale images of ONE size as float64 (N, H, W) (a list or an array; a trailing
+    channel axis of 1 is dropped); images of different sizes get a clear error."""
+    images = check_image_list(x, name, min_images=min_images, dtype=np.float64)
+    shapes = sorted({img.shape for img in images})
+    if len(shapes) > 1:
+        raise DataError(f"{name}: the variation model compares pixel positions, so it needs "
+                        f"images of one size; got sizes from {shapes[0]} to {shapes[-1]} (cut "
+                        f"them to a common size first).")
+    return np.stack(images)
 
 
 class VariationModel:
@@ -84,7 +93,7 @@ class VariationModel:
         Added to the standard deviation, so pixels that never change (std 0) do not give
         infinite scores.  In the images' units (0.01 for images in [0, 1]).
 
-    Taught in notebook 05.
+    One of the classic baselines of :func:`course_lib.experiments.mvtec_baseline_maps`.
     """
 
     def __init__(self, eps: float = 0.01):
@@ -137,7 +146,7 @@ class TextureInspection:
     random_state : int
         Seed of the subset and of the mixture's initialisation.
 
-    Taught in notebook 05.
+    One of the classic baselines of :func:`course_lib.experiments.mvtec_baseline_maps`.
     """
 
     def __init__(self, patch_size: int = 8, stride: int = 4, n_components: int = 5,
@@ -158,57 +167,41 @@ class TextureInspection:
             raise DataError(f"images of size {shape} are smaller than patch_size "
                              f"{self.patch_size}.")
 
-    def _starts(self, n: int) -> np.ndarray:
-        starts = list(range(0, n - self.patch_size + 1, self.stride))
-        if starts[-1] != n - self.patch_size:  # cover the last rows / columns too
-            starts.append(n - self.patch_size)
-        return np.asarray(starts)
-
-    def _patches(self, x: np.ndarray):
-        """Patches of every image: (N, n_rows, n_cols, patch_size**2) and their corners."""
-        from numpy.lib.stride_tricks import sliding_window_view
-
-        rows, cols = self._starts(x.shape[1]), self._starts(x.shape[2])
-        windows = sliding_window_view(x, (self.patch_size, self.patch_size), axis=(1, 2))
-        windows = windows[:, rows][:, :, cols]
-        return windows.reshape(len(x), len(rows), len(cols), -1), rows, cols
+    def _patches(self, img: np.ndarray):
+        """Patches of one image every ``stride`` pixels (the last ones end at the border):
+        ``(patches (k, patch_size**2), corners)``."""
+        corners = patch_corners(img.shape, self.patch_size, self.stride)
+        p = self.patch_size
+        return np.stack([img[r:r + p, c:c + p].ravel() for r, c in corners]), corners
 
     def fit(self, x_good):
-        """Fit the mixture to the patches of defect-free images (N, H, W).  Returns ``self``."""
+        """Fit the mixture to the patches of defect-free images (a list of images of any
+        sizes, or (N, H, W)).  Returns ``self``."""
         from sklearn.mixture import GaussianMixture
 
-        x = _check_images(x_good, "x_good")
-        self._check_settings(x.shape[1:])
-        feats = self._patches(x)[0].reshape(-1, self.patch_size ** 2)
+        images = check_image_list(x_good, "x_good", dtype=np.float64)
+        for img in images:
+            self._check_settings(img.shape)
+        feats = np.concatenate([self._patches(img)[0] for img in images])
         feats = feats[seeded_subset(len(feats), self.max_patches, self.random_state)]
         if len(feats) < self.n_components:
             raise DataError(f"only {len(feats)} training patches for {self.n_components} "
-                             f"mixture components: give more or larger images.")
+                            f"mixture components: give more or larger images.")
         self.gmm_ = GaussianMixture(n_components=self.n_components, covariance_type="full",
                                     reg_covar=1e-4, random_state=self.random_state).fit(feats)
-        self.image_shape_ = x.shape[1:]
         return self
 
-    def patch_scores(self, x) -> np.ndarray:
-        """Negative log-likelihood of every patch: ndarray (N, n_rows, n_cols)."""
+    def anomaly_map(self, x) -> list:
+        """Per-pixel mean negative log-likelihood of the patches covering it, one map per image
+        (a list, the images' sizes); higher = worse."""
         if not hasattr(self, "gmm_"):
             raise DataError("TextureInspection is not fitted yet: call fit(x_good) first.")
-        arr = _check_images(x)
-        self._check_settings(arr.shape[1:])
-        feats, _, _ = self._patches(arr)
-        nll = -self.gmm_.score_samples(feats.reshape(-1, feats.shape[-1]))
-        return nll.reshape(feats.shape[:3])
-
-    def anomaly_map(self, x) -> np.ndarray:
-        """Per-pixel mean NLL of the patches covering it: ndarray (N, H, W), higher = worse."""
-        arr = _check_images(x)
-        scores = self.patch_scores(arr)
-        rows, cols = self._starts(arr.shape[1]), self._starts(arr.shape[2])
-        total = np.zeros(arr.shape)
-        count = np.zeros(arr.shape[1:])
-        p = self.patch_size
-        for i, r in enumerate(rows):
-            for j, c in enumerate(cols):
-                total[:, r:r + p, c:c + p] += scores[:, i, j, None, None]
-                count[r:r + p, c:c + p] += 1
-        return total / count
+        maps = []
+        for img in check_image_list(x, "x", dtype=np.float64):
+            self._check_settings(img.shape)
+            feats, corners = self._patches(img)
+            nll = -self.gmm_.score_samples(feats)
+            p = self.patch_size
+            maps.append(stitch_patches(np.repeat(nll, p * p).reshape(-1, p, p), corners,
+                                       img.shape))
+        return maps

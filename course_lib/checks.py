@@ -175,6 +175,56 @@ def check_image_batch(x, name: str = "x", *, shape=None, min_images: int = 1,
     return arr
 
 
+def check_image_list(x, name: str = "images", *, min_images: int = 1, min_side: int = 1,
+                     unit_range: bool = False, dtype=np.float32,
+                     what: str = "grayscale images") -> list:
+    """Validate images that may differ in size: a list of 2-D arrays (or one (N, H, W) array).
+
+    Real inspection photos rarely share one size, so the MVTec-style code (notebooks 05 and 07)
+    works on lists.  Each image may also be (H, W, 1); returns a list of 2-D ``dtype`` arrays.
+    Rejects the same things as :func:`check_image_batch`, naming the image (``images[3]``).
+    """
+    if isinstance(x, np.ndarray) and x.ndim in (3, 4):
+        items = list(check_image_batch(x, name, min_images=min_images, min_side=min_side,
+                                       unit_range=unit_range, dtype=dtype, what=what))
+        return items
+    if isinstance(x, np.ndarray) or not isinstance(x, (list, tuple)):
+        raise DataError(f"{name}: expected a list of 2-D images (or an array (N, H, W)), got "
+                        f"{type(x).__name__} of shape {np.shape(x)}.")
+    if len(x) < min_images:
+        raise DataError(f"{name}: expected at least {min_images} image(s), got {len(x)}.")
+    out = []
+    for i, img in enumerate(x):
+        arr = _as_array(img, f"{name}[{i}]")
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if arr.ndim != 2:
+            raise DataError(f"{name}[{i}]: expected a 2-D grayscale image, got shape {arr.shape}.")
+        out.append(check_image_batch(arr[None], f"{name}[{i}]", min_side=min_side,
+                                     unit_range=unit_range, dtype=dtype, what=what)[0])
+    return out
+
+
+def check_mask_list(masks, shapes, name: str = "masks") -> list:
+    """Ground-truth masks as a list of bool arrays, one per image, of the images' ``shapes``."""
+    if isinstance(masks, np.ndarray) and masks.ndim in (3, 4):
+        masks = list(masks[..., 0] if masks.ndim == 4 else masks)
+    if not isinstance(masks, (list, tuple)) or len(masks) != len(shapes):
+        raise DataError(f"{name}: expected {len(shapes)} masks, one per image, got "
+                        f"{len(masks) if isinstance(masks, (list, tuple)) else type(masks).__name__}.")
+    out = []
+    for i, (m, s) in enumerate(zip(masks, shapes)):
+        arr = _as_array(m, f"{name}[{i}]")
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if arr.shape != tuple(s):
+            raise DataError(f"{name}[{i}] has shape {arr.shape}, not the same shape as its "
+                            f"image and map {tuple(s)}: each mask must match its image pixel "
+                            f"for pixel.")
+        out.append(check_masks(arr[None], (1,) + tuple(s), f"{name}[{i}]")[0])
+    return out
+
+
 def check_masks(masks, shape, name: str = "masks") -> np.ndarray:
     """Ground-truth masks as a bool array of ``shape`` (N, H, W); values 0/1 or bool."""
     arr = _as_array(masks, name)

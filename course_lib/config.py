@@ -52,25 +52,37 @@ class Profile:
     tabular_max_normal : int or None
         At most this many normal transactions of a *downloaded* credit-card file are used
         (a seeded sample, all frauds kept); ``None``: all.  The embedded sample is always whole.
-    mvtec_size : int
-        Side in pixels of the MVTec-style images of notebooks 05 and 07.
-    mvtec_n_train : int
-        Defect-free training images per category built for notebook 05 (a fifth of them are
-        kept apart as validation images for the threshold).
-    mvtec_n_test_good, mvtec_n_test_defect : int
-        Good and defective test images per category built for notebook 05.
+    texture_size : int
+        Side in pixels of the offline texture images (built square, from the CC0 photos).
+    texture_n_train : int
+        Defect-free training images built per texture (a fifth of them are kept apart as
+        validation images for the threshold).
+    texture_n_test_good, texture_n_test_defect : int
+        Good and defective test images built per texture.
+    mvtec_scale : float
+        One scale factor for all images of an MVTec-style category (1.0: the files' own
+        resolution; aspect ratios are always kept).
+    mvtec_max_side : int
+        At most this many pixels on the longest side after scaling (large photos are scaled
+        down further, all of a category by the same factor).
+    mvtec_patch : int
+        The largest patch side in pixels; smaller images get smaller patches (a multiple of 8
+        that fits the smallest image).
+    mvtec_stride : int
+        Residual maps tile each image with patches every this many pixels; 0 (the default):
+        a quarter of the patch side, as the MVTec paper's 128-pixel patches every 30 pixels.
     mvtec_samples : int
-        Augmented (flipped / rotated) training samples per epoch of notebook 05's autoencoders.
+        Random training patches (flipped at random) for each patch autoencoder.
     mvtec_epochs : int
-        Epochs of each of notebook 05's autoencoders (L2 and SSIM).
+        Epochs of each patch autoencoder (L2 and SSIM).
     gan_epochs : int
-        Epochs of notebook 06's DCGAN (trained on normal images only).
+        Epochs of the DCGAN (trained on normal images only).
     anogan_steps : int
         Gradient steps of AnoGAN's latent search per test image (the paper: hundreds).
     anogan_n_test : int
-        Test images scored by AnoGAN in notebook 06 (the latent search is slow).
+        Test images scored by AnoGAN (the latent search is slow).
     feature_max_patches : int
-        At most this many good-image patch features in notebook 07's dictionary / memory bank.
+        At most this many good-image patch features in a feature dictionary / memory bank.
     ecg_epochs : int
         At most this many epochs for the Conv1D autoencoder on ECG heartbeats (early stopping
         may end sooner).
@@ -85,12 +97,16 @@ class Profile:
     one_class_epochs: int
     tabular_epochs: int = 100
     tabular_max_normal: int | None = None
-    mvtec_size: int = 64
-    mvtec_n_train: int = 200
-    mvtec_n_test_good: int = 30
-    mvtec_n_test_defect: int = 60
-    mvtec_samples: int = 1500
-    mvtec_epochs: int = 15
+    texture_size: int = 64
+    texture_n_train: int = 200
+    texture_n_test_good: int = 30
+    texture_n_test_defect: int = 60
+    mvtec_scale: float = 0.5
+    mvtec_max_side: int = 768
+    mvtec_patch: int = 64
+    mvtec_stride: int = 0
+    mvtec_samples: int = 4000
+    mvtec_epochs: int = 6
     gan_epochs: int = 40
     anogan_steps: int = 200
     anogan_n_test: int = 200
@@ -113,22 +129,25 @@ PROFILES = {
     "fast": Profile("fast", n_train=2000, n_test=500, epochs=5, study_epochs=3,
                     batch_size=32, one_class_epochs=10, tabular_epochs=10,
                     tabular_max_normal=5000,
-                    mvtec_size=64, mvtec_n_train=60, mvtec_n_test_good=15,
-                    mvtec_n_test_defect=30, mvtec_samples=480, mvtec_epochs=8,
+                    texture_size=64, texture_n_train=60, texture_n_test_good=15,
+                    texture_n_test_defect=30, mvtec_scale=0.5, mvtec_max_side=512,
+                    mvtec_patch=64, mvtec_samples=1500, mvtec_epochs=4,
                     gan_epochs=30, anogan_steps=50, anogan_n_test=40,
                     feature_max_patches=5000, ecg_epochs=30),
     "workshop": Profile("workshop", n_train=8000, n_test=2000, epochs=15, study_epochs=5,
                         batch_size=64, one_class_epochs=40, tabular_epochs=100,
                         tabular_max_normal=20000,
-                        mvtec_size=64, mvtec_n_train=200, mvtec_n_test_good=30,
-                        mvtec_n_test_defect=60, mvtec_samples=1500, mvtec_epochs=25,
+                        texture_size=64, texture_n_train=200, texture_n_test_good=30,
+                        texture_n_test_defect=60, mvtec_scale=0.5, mvtec_max_side=768,
+                        mvtec_patch=64, mvtec_samples=4000, mvtec_epochs=6,
                         gan_epochs=40, anogan_steps=200, anogan_n_test=100,
                         feature_max_patches=10000, ecg_epochs=100),
     "full": Profile("full", n_train=None, n_test=None, epochs=30, study_epochs=10,
                     batch_size=128, one_class_epochs=80, tabular_epochs=100,
                     tabular_max_normal=None,
-                    mvtec_size=128, mvtec_n_train=200, mvtec_n_test_good=30,
-                    mvtec_n_test_defect=60, mvtec_samples=5000, mvtec_epochs=30,
+                    texture_size=128, texture_n_train=200, texture_n_test_good=30,
+                    texture_n_test_defect=60, mvtec_scale=1.0, mvtec_max_side=1536,
+                    mvtec_patch=128, mvtec_samples=10000, mvtec_epochs=20,
                     gan_epochs=100, anogan_steps=300, anogan_n_test=1000,
                     feature_max_patches=50000, ecg_epochs=200),
 }

@@ -30,22 +30,21 @@ import keras
 import numpy as np
 
 from course_lib.baselines import PCAReconstruction, TextureInspection, VariationModel
-from course_lib.checks import (DataError, check_class_labels, check_fraction,
-                               check_image_batch, check_masks, check_matrix,
-                               check_positive_int, quote)
+from course_lib.checks import (DataError, check_class_labels, check_fraction, check_image_list,
+                               check_mask_list, check_matrix, check_positive_int, quote)
 from course_lib.config import Profile, get_profile, set_seed
 from course_lib.data.creditcard import CREDITCARD_FEATURES, check_creditcard_frame
-from course_lib.features import (METHODS, FeatureDictionary, PatchMemoryBank, load_backbone)
-from course_lib.images import augment_dihedral, flatten
-from course_lib.map_metrics import check_residual, evaluate_anomaly_maps, residual_maps
-from course_lib.metrics import anomaly_scores
-from course_lib.models import (ONE_CLASS_CODE_SIZE, build_mvtec_autoencoder,
+from course_lib.data.ecg import NORMAL_LABEL
+from course_lib.features import (BACKBONE_KINDS, CORESETS, METHODS, Backbone, FeatureDictionary,
+                                 PatchMemoryBank, learned_backbone, load_backbone)
+from course_lib.images import flatten, patch_size_for, random_patches
+from course_lib.map_metrics import (check_residual, evaluate_anomaly_maps, residual_maps,
+                                    smooth_maps)
+from course_lib.metrics import anomaly_scores, threshold_percentile
+from course_lib.models import (ECG_CODE_SIZE, ECG_FILTERS, ONE_CLASS_CODE_SIZE,
+                               build_conv1d_autoencoder, build_mvtec_autoencoder,
                                build_one_class_autoencoder, build_tabular_autoencoder)
 from course_lib.sampling import seeded_partition, seeded_split
-from course_lib.data.ecg import NORMAL_LABEL
-from course_lib.metrics import threshold_percentile
-from course_lib.models import ECG_CODE_SIZE, ECG_FILTERS, build_conv1d_autoencoder
-from course_lib.training import fit_autoencoder
 from course_lib.training import epoch_progress
 
 # =========================================================================== MNIST one-class
@@ -334,34 +333,35 @@ MVTEC_VALIDATION_FRACTION = 0.2
 
 
 def split_good_images(x_good, fraction: float = MVTEC_VALIDATION_FRACTION, seed: int = 0):
-    """Split defect-free images into (to train on, validation): a seeded ``fraction`` (at least
-    two images) is kept apart to set the threshold.  Taught in notebook 05.
+    """Split defect-free images (a list, sizes may differ) into (to train on, validation): a
+    seeded ``fraction`` (at least two images) is kept apart to set the threshold.
+    Taught in notebook 05.
     """
-    x = check_image_batch(x_good, "x_good", dtype=np.float32)
+    x = check_image_list(x_good, "x_good")
     fraction = check_fraction("fraction", fraction, allow_one=False)
     n_val = max(2, int(round(fraction * len(x))))
     if len(x) - n_val < 2:
         raise DataError(f"only {len(x)} defect-free images: need at least 4 (2 to train on, "
                         f"2 to set the threshold).")
     fit, val = seeded_split(len(x), n_val, seed)
-    return x[fit], x[val]
+    return [x[i] for i in fit], [x[i] for i in val]
 
 
 def check_mvtec_data(data) -> int:
     """Check a loaded MVTec-style category *before* any training: good and defective test
-    images, and binary masks of the test images' size that mark the defects.
+    images, and binary masks of the test images' sizes that mark the defects.
 
     Returns the number of defective test images whose mask is empty (their pixels then count
     as good in the pixel metrics): a few are allowed, all of them are not.  Every MVTec
     experiment calls it first.
     """
-    x_test = check_image_batch(data.x_test, "x_test", dtype=np.float32)
+    x_test = check_image_list(data.x_test, "x_test")
     y = check_class_labels(data.y_test, len(x_test), "y_test")
     if not (np.any(y == 0) and np.any(y == 1)) or y.max() > 1:
         raise DataError(f"the test set of {quote(data.category)} needs good (0) and defective "
                         f"(1) images, found labels {sorted(set(y.tolist()))[:5]}.")
-    masks = check_masks(data.masks_test, x_test.shape, "masks_test")
-    empty = int(np.sum(~masks[y == 1].any(axis=(1, 2))))
+    masks = check_mask_list(data.masks_test, [x.shape for x in x_test], "masks_test")
+    empty = sum(1 for m, label in zip(masks, y) if label == 1 and not m.any())
     if empty == int(np.sum(y == 1)):
         raise DataError(f"every defective test image of {quote(data.category)} has an empty "
                         f"mask: pixel metrics need masks that mark the defects (a mask pixel "
@@ -369,65 +369,105 @@ def check_mvtec_data(data) -> int:
     return empty
 
 
-def train_mvtec_autoencoder(x_good, loss: str = "l2", profile: Profile | str | None = None,
-                            seed: int = 0, epochs: int | None = None, progress: bool = False):
-    """Train the MVTec autoencoder (``build_mvtec_autoencoder``) on defect-free images only,
-    with L2 or SSIM loss.
-
-    ``profile.mvtec_samples`` flipped / rotated samples (:func:`augment_dihedral`) of
-    ``x_good`` (N, H, W) in [0, 1], ``profile.mvtec_epochs`` epochs (or ``epochs``), batch
-    ``profile.batch_size``, seeded.  Returns ``(autoencoder, history)``.
-    Used by :func:`mvtec_autoencoder_experiment`.
-    """
+def patch_geometry(images, profile: Profile | str | None = None) -> tuple:
+    """``(patch_size, stride)`` for images of any sizes: the profile's ``mvtec_patch``, or less
+    when the smallest image is smaller (:func:`course_lib.images.patch_size_for`), and its
+    ``mvtec_stride``, or (0, the default) a quarter patch (the MVTec paper: 128-pixel patches
+    every 30 pixels); never more than the patch, which would leave pixels uncovered."""
     prof = get_profile(profile)
-    check_residual(loss)
-    x = check_image_batch(x_good, "x_good", dtype=np.float32, unit_range=True)
+    size = patch_size_for(images, prof.mvtec_patch)
+    return size, min(size, prof.mvtec_stride or max(1, size // 4))
+
+
+def train_mvtec_autoencoder(images, loss, patch_size, samples, epochs, batch_size=64, seed=0,
+                            progress=True):
+    """Train notebook 05's patch autoencoder on defect-free images only (a list of images of
+    any sizes): ``samples`` random patches, flipped at random, ``epochs`` epochs, L2 or SSIM
+    loss.  Returns ``(autoencoder, history)``."""
     set_seed(seed)
-    autoencoder, _, _ = build_mvtec_autoencoder(x.shape[1:], loss)
-    samples = augment_dihedral(x, prof.mvtec_samples, seed=seed)[..., None]
-    history = fit_autoencoder(autoencoder, samples,
-                              prof.mvtec_epochs if epochs is None else epochs, prof.batch_size,
-                              progress=progress, desc=f"{loss.upper()} autoencoder")
+    autoencoder, _, _ = build_mvtec_autoencoder(patch_size, loss)
+    patches = random_patches(images, samples, patch_size, seed=seed)
+    callbacks = [epoch_progress(epochs, f"{loss.upper()} autoencoder")] if progress else []
+    history = autoencoder.fit(patches, patches, epochs=epochs, batch_size=batch_size,
+                              shuffle=True, callbacks=callbacks, verbose=0)
     return autoencoder, history
 
 
-def mvtec_baseline_maps(x_fit, x_val, x_test, seed: int = 0) -> dict:
+def common_crop(images) -> list:
+    """Images cut to their common top-left size (for the variation model, which compares
+    pixel positions and so needs images of one size)."""
+    h = min(img.shape[0] for img in images)
+    w = min(img.shape[1] for img in images)
+    return [img[:h, :w] for img in images]
+
+
+def mvtec_baseline_maps(x_fit, x_val, x_test, seed: int = 0, methods=None) -> dict:
     """Anomaly maps of the two classic baselines, fitted on the same defect-free images.
 
-    Returns ``{name: (val_maps, test_maps)}`` for ``"variation model"``
-    (:class:`course_lib.baselines.VariationModel`) and ``"texture inspection"``
-    (:class:`course_lib.baselines.TextureInspection`, a Gaussian mixture of 8 x 8 patches).
-    Taught in notebook 05.
+    Returns ``{name: (val_maps, test_maps)}`` (lists of maps at the images' sizes) for
+    ``"variation model"`` (:class:`course_lib.baselines.VariationModel`; it compares pixel
+    positions, so images of different sizes are cut to their common size and its maps padded
+    back with zeros) and ``"texture inspection"`` (:class:`course_lib.baselines.
+    TextureInspection`, a Gaussian mixture of 8 x 8 patches).  ``methods``: a subset of
+    :data:`BASELINES`.  Taught in notebook 05.
     """
+    methods = BASELINES if methods is None else tuple(methods)
+    unknown = [m for m in methods if m not in BASELINES]
+    if unknown:
+        raise DataError(f"unknown baseline(s) {quote(unknown)}: expected some of {BASELINES}.")
+    x_fit, x_val = check_image_list(x_fit, "x_fit"), check_image_list(x_val, "x_val")
+    x_test = check_image_list(x_test, "x_test")
     out = {}
-    for name, model in (("variation model", VariationModel()),
-                        ("texture inspection", TextureInspection(max_patches=5000,
-                                                              random_state=seed))):
-        model.fit(x_fit)
-        out[name] = (model.anomaly_map(x_val), model.anomaly_map(x_test))
+    if "variation model" in methods:
+        every = common_crop(x_fit + x_val + x_test)
+        h, w = every[0].shape
+        model = VariationModel().fit(np.stack(every[:len(x_fit)]))
+
+        def padded(images):
+            crops = np.stack([img[:h, :w] for img in images])
+            return [np.pad(m, ((0, img.shape[0] - h), (0, img.shape[1] - w)))
+                    for m, img in zip(model.anomaly_map(crops), images)]
+        out["variation model"] = (padded(x_val), padded(x_test))
+    if "texture inspection" in methods:
+        model = TextureInspection(max_patches=5000, random_state=seed).fit(x_fit)
+        out["texture inspection"] = (model.anomaly_map(x_val), model.anomaly_map(x_test))
     return out
+
+
+#: The classic baselines of :func:`mvtec_baseline_maps`.
+BASELINES = ("variation model", "texture inspection")
 
 
 def _data_fields(data, x_fit, x_val, n_empty_masks: int) -> dict:
     return {"n_train": int(len(x_fit)), "n_val": int(len(x_val)),
             "n_test": int(len(data.x_test)), "n_defective": int(np.sum(data.y_test)),
-            "n_empty_masks": int(n_empty_masks), "image_size": int(data.x_test.shape[1])}
+            "n_empty_masks": int(n_empty_masks), "image_size": data.sizes,
+            "scale": round(float(data.scale), 4)}
 
 
 def mvtec_autoencoder_experiment(data, loss: str = "l2", profile: Profile | str | None = None,
-                                 seed: int = 0, return_details: bool = False):
-    """Train an L2 or SSIM autoencoder on one MVTec-style category and evaluate its maps.
+                                 seed: int = 0, return_details: bool = False,
+                                 progress: bool = False):
+    """Train an L2 or SSIM patch autoencoder on one MVTec-style category and evaluate its maps.
+
+    The paper's method at the images' own resolution: random patches of the good images to
+    train on; each test image tiled with overlapping patches (:func:`patch_geometry`), their
+    residuals averaged into one map (:func:`course_lib.map_metrics.residual_maps`), then
+    :func:`course_lib.map_metrics.smooth_maps`.
 
     Parameters
     ----------
     data : course_lib.data.mvtec.MVTecData
-        From ``load_textures``, ``load_mvtec`` or ``load_mvtec_folder``; checked before
-        training (:func:`check_mvtec_data`).
+        From ``load_kolektor``, ``load_textures``, ``load_mvtec`` or ``load_mvtec_folder``;
+        checked before training (:func:`check_mvtec_data`).
     loss : {"l2", "ssim"}
     profile : Profile or str, optional
+        ``mvtec_patch``, ``mvtec_samples``, ``mvtec_epochs``, ``batch_size``.
     seed : int
     return_details : bool
         Also return ``{"autoencoder", "history", "x_fit", "x_val", "val_maps", "test_maps"}``.
+    progress : bool
+        Show a progress bar while training.
 
     Returns
     -------
@@ -436,22 +476,26 @@ def mvtec_autoencoder_experiment(data, loss: str = "l2", profile: Profile | str 
         ``threshold`` (see :func:`course_lib.map_metrics.evaluate_anomaly_maps`), ``n_train``
         (images trained on), ``n_val``, ``n_test``, ``n_defective``, ``n_empty_masks``
         (defective test images whose mask is empty, see :func:`check_mvtec_data`),
-        ``image_size``, ``epochs``, ``samples``, ``loss``, ``category``, ``seconds``,
-        ``profile``, ``seed``.
+        ``image_size`` (e.g. "313x125 to 318x125"), ``scale``, ``patch_size``, ``stride``,
+        ``epochs``, ``samples``, ``loss``, ``category``, ``seconds``, ``profile``, ``seed``.
 
-    Taught in notebook 05.
+    Used by ``python -m course_lib.bench mvtec``.
     """
     prof = get_profile(profile)
     check_residual(loss)
     n_empty = check_mvtec_data(data)
     start = time.perf_counter()
     x_fit, x_val = split_good_images(data.x_train, seed=seed)
-    autoencoder, history = train_mvtec_autoencoder(x_fit, loss, prof, seed=seed)
-    val_maps = residual_maps(autoencoder, x_val, loss)
-    test_maps = residual_maps(autoencoder, data.x_test, loss)
+    size, stride = patch_geometry(x_fit + x_val + list(data.x_test), prof)
+    autoencoder, history = train_mvtec_autoencoder(x_fit, loss, size, prof.mvtec_samples,
+                                                   prof.mvtec_epochs, prof.batch_size,
+                                                   seed=seed, progress=progress)
+    val_maps = smooth_maps(residual_maps(autoencoder, x_val, loss, size, stride))
+    test_maps = smooth_maps(residual_maps(autoencoder, data.x_test, loss, size, stride))
     result = evaluate_anomaly_maps(val_maps, test_maps, data.y_test, data.masks_test)
     result.update(_data_fields(data, x_fit, x_val, n_empty))
     result.update({
+        "patch_size": int(size), "stride": int(stride),
         "epochs": len(history.history["loss"]), "samples": prof.mvtec_samples, "loss": loss,
         "category": data.category, "seconds": round(time.perf_counter() - start, 1),
         "profile": prof.name, "seed": int(seed)})
@@ -461,9 +505,52 @@ def mvtec_autoencoder_experiment(data, loss: str = "l2", profile: Profile | str 
     return result
 
 
+def mvtec_baseline_experiment(data, method: str = "texture inspection",
+                              profile: Profile | str | None = None, seed: int = 0) -> dict:
+    """One classic baseline (:data:`BASELINES`) on one MVTec-style category, with the same
+    split and metrics as :func:`mvtec_autoencoder_experiment`.
+    Used by ``python -m course_lib.bench mvtec-baseline``.
+    """
+    prof = get_profile(profile)
+    if method not in BASELINES:
+        raise DataError(f"method must be one of {BASELINES}, got {quote(method)}.")
+    n_empty = check_mvtec_data(data)
+    start = time.perf_counter()
+    x_fit, x_val = split_good_images(data.x_train, seed=seed)
+    val_maps, test_maps = mvtec_baseline_maps(x_fit, x_val, data.x_test, seed, (method,))[method]
+    result = evaluate_anomaly_maps(val_maps, test_maps, data.y_test, data.masks_test)
+    result.update(_data_fields(data, x_fit, x_val, n_empty))
+    result.update({"method": method, "category": data.category,
+                   "seconds": round(time.perf_counter() - start, 1), "profile": prof.name,
+                   "seed": int(seed)})
+    return result
+
+
+def feature_backbone(kind: str, x_fit, profile: Profile | str | None = None, seed: int = 0):
+    """The backbone of a feature method: ``"pretrained"`` (ImageNet), ``"random"`` (seeded
+    random filters), ``"learned"`` (the first stage of an L2 patch autoencoder trained on the
+    defect-free images ``x_fit``: features learned from the good images themselves, offline)
+    or ``"auto"`` (pretrained when its weights can be had, else learned)."""
+    if kind not in BACKBONE_KINDS:
+        raise DataError(f"backbone must be one of {BACKBONE_KINDS}, got {quote(kind)}.")
+    if kind in ("pretrained", "random"):
+        return load_backbone(kind, seed=seed, verbose=False)
+    if kind == "auto":
+        try:
+            return load_backbone("pretrained", seed=seed, verbose=False)
+        except OSError:
+            pass
+    prof = get_profile(profile)
+    size, _ = patch_geometry(x_fit, prof)
+    autoencoder, _ = train_mvtec_autoencoder(x_fit, "l2", size, prof.mvtec_samples,
+                                             prof.mvtec_epochs, prof.batch_size, seed=seed,
+                                             progress=False)
+    return learned_backbone(autoencoder, x_fit, seed=seed)
+
+
 def mvtec_feature_experiment(data, method: str = "dictionary",
                              profile: Profile | str | None = None, seed: int = 0,
-                             backbone=None, coreset: str = "greedy", fraction: float = 0.1,
+                             backbone="auto", coreset: str = "greedy", fraction: float = 0.1,
                              return_details: bool = False):
     """Fit a feature dictionary or memory bank on one MVTec-style category and evaluate it.
 
@@ -477,10 +564,10 @@ def mvtec_feature_experiment(data, method: str = "dictionary",
         :class:`course_lib.features.FeatureDictionary` (PCA 95%, 10 centres) or
         :class:`course_lib.features.PatchMemoryBank`.
     profile : Profile or str, optional
-        ``feature_max_patches`` comes from it.
+        ``feature_max_patches`` (and, for a learned backbone, the autoencoder's settings).
     seed : int
-    backbone : Backbone, optional
-        Default ``load_backbone("auto")``.
+    backbone : Backbone or {"auto", "pretrained", "learned", "random"}
+        A Backbone, or how to get one (:func:`feature_backbone`).
     coreset, fraction
         Of the memory bank.
     return_details : bool
@@ -491,8 +578,8 @@ def mvtec_feature_experiment(data, method: str = "dictionary",
     dict (or (dict, details))
         ``image_auroc``, ``pixel_auroc``, ``aupro``, ``good_correct``, ``defect_correct``,
         ``threshold``, ``n_train``, ``n_val``, ``n_test``, ``n_defective``, ``n_empty_masks``,
-        ``image_size``, ``method``, ``backbone``, ``n_patches``, ``coreset``, ``fraction``,
-        ``category``, ``seconds``, ``profile``, ``seed``.
+        ``image_size``, ``scale``, ``method``, ``backbone``, ``n_patches``, ``coreset``,
+        ``fraction``, ``category``, ``seconds``, ``profile``, ``seed``.
 
     Used by ``python -m course_lib.bench mvtec-dictionary`` / ``mvtec-knn``.
     """
@@ -500,15 +587,17 @@ def mvtec_feature_experiment(data, method: str = "dictionary",
     if method not in METHODS:
         raise DataError(f"method must be one of {METHODS}, got {quote(method)}.")
     if method == "knn":  # checked now, not after the features of every image are computed
-        from course_lib.features import CORESETS
-
         if coreset not in CORESETS:
             raise DataError(f"coreset must be one of {CORESETS}, got {quote(coreset)}.")
         fraction = check_fraction("fraction", fraction)
+    if not isinstance(backbone, Backbone) and backbone not in BACKBONE_KINDS:
+        raise DataError(f"backbone must be one of {BACKBONE_KINDS} or a Backbone, got "
+                        f"{quote(backbone)}.")
     n_empty = check_mvtec_data(data)
     start = time.perf_counter()
-    bb = backbone if backbone is not None else load_backbone("auto", seed=seed)
     x_fit, x_val = split_good_images(data.x_train, seed=seed)
+    bb = backbone if isinstance(backbone, Backbone) else feature_backbone(backbone, x_fit,
+                                                                          prof, seed)
     if method == "dictionary":
         model = FeatureDictionary(bb, max_patches=prof.feature_max_patches, random_state=seed)
     else:
@@ -526,7 +615,7 @@ def mvtec_feature_experiment(data, method: str = "dictionary",
         "profile": prof.name, "seed": int(seed)})
     if return_details:
         return result, {"model": model, "x_fit": x_fit, "x_val": x_val, "val_maps": val_maps,
-                        "test_maps": test_maps}
+                        "test_maps": test_maps, "backbone": bb}
     return result
 
 

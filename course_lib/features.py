@@ -7,18 +7,24 @@ every centre is anomalous.  Its modern successor PatchCore (Roth et al., CVPR 20
 good-patch features in a memory bank (thinned by a coreset) and scores a patch by the distance
 to its nearest neighbour in the bank.
 
-- :func:`load_backbone`: an ImageNet-pretrained ``keras.applications`` ResNet50 (intermediate
-  layer) when its weights can be had, otherwise an offline stand-in that needs no download (a
-  fixed, seeded random convolutional network); it says which one it used;
-- :func:`patch_features`: dense feature maps (N, h, w, d) of grayscale images (N, H, W);
+- backbones: :func:`pretrained_backbone` (an ImageNet-pretrained ``keras.applications``
+  ResNet50, intermediate layer; needs its weights once, online), :func:`learned_backbone`
+  (features learned offline from the good images themselves: the first stage of notebook 05's
+  patch autoencoder) and :func:`random_conv_backbone` (a fixed, seeded random network, the
+  honest "no learning at all" reference); :func:`load_backbone` picks pretrained or random;
+- :func:`patch_features`: dense feature maps (h, w, d) of grayscale images of any sizes;
 - :class:`FeatureDictionary` and :class:`PatchMemoryBank`: fit on good images, ``score_map``
-  gives anomaly maps (N, H, W) for the metrics of ``course_lib.map_metrics``;
-- :func:`greedy_coreset`, :func:`coreset_radius`: the k-center coreset and how well it covers.
+  gives anomaly maps (one per image, its size) for the metrics of ``course_lib.map_metrics``;
+- :func:`knn_distance`: the memory bank's nearest-neighbour score; :func:`greedy_coreset`,
+  :func:`coreset_radius`: the k-center coreset and how well it covers.
 
 The whole evaluation (``python -m course_lib.bench mvtec-dictionary`` / ``mvtec-knn``) is
 :func:`course_lib.experiments.mvtec_feature_experiment`.
 
-Taught in notebook 07.  Keras, scikit-learn and scipy are imported inside the functions.
+The cells saved from notebook 07 (:func:`patch_features`, :func:`knn_distance`,
+:func:`coreset_radius`, :func:`greedy_coreset`) use what the module imports at its top
+(NumPy, scikit-learn's ``NearestNeighbors``); the rest imports Keras, the rest of
+scikit-learn and scipy inside the functions.
 """
 
 from __future__ import annotations
@@ -27,14 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.neighbors import NearestNeighbors
 
-from course_lib.checks import (DataError, check_features, check_fraction, check_image_batch,
+from course_lib.checks import (DataError, check_features, check_fraction, check_image_list,
                                check_positive_int, quote)
 from course_lib.config import data_mode, get_profile, keras_dir
 from course_lib.download import CONNECT_TIMEOUT_S, can_connect, fetch_file
 from course_lib.sampling import seeded_subset
 
-BACKBONE_KINDS = ("auto", "pretrained", "random")
+BACKBONE_KINDS = ("auto", "pretrained", "learned", "random")
 CORESETS = ("random", "greedy")
 METHODS = ("dictionary", "knn")
 #: The pretrained backbone: ResNet50 up to ``conv3_block4_out`` (512 channels, stride 8); the
@@ -48,18 +55,21 @@ PRETRAINED_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-appli
 PRETRAINED_WEIGHTS_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 #: The offline stand-in: three random (seeded, never trained) conv layers, stride 4.
 RANDOM_FILTERS = (32, 64, 128)
+#: Feature cells of mirrored image that :func:`patch_features` adds around every image and cuts
+#: off again: the CNN's zero padding then falls on the mirror, not on the image's own border.
+MIRROR_CELLS = 4
 
 
 @dataclass
 class Backbone:
-    """A feature extractor and what it is (made by :func:`load_backbone`).
+    """A feature extractor and what it is (:func:`load_backbone`, :func:`learned_backbone`).
 
     Attributes
     ----------
     model : keras.Model
         Maps a batch (N, H', W', channels) to feature maps (N, h, w, d).
     name : str
-        ``"resnet50-imagenet"`` or ``"random-conv"``.
+        ``"resnet50-imagenet"``, ``"learned-ae"`` or ``"random-conv"``.
     description : str
         One sentence for the notebook: which network, which layer, and why.
     pretrained : bool
@@ -70,6 +80,10 @@ class Backbone:
         Images are enlarged by this factor before the model.
     stride : int
         Pixels of the *original* image between two neighbouring features.
+    extra : dict
+        Anything else worth recording (the random stand-in's seed).
+    preprocess : callable, optional
+        Maps 0-255 images to the model's input convention (pretrained models).
     """
 
     model: object
@@ -80,49 +94,89 @@ class Backbone:
     upscale: int = 1
     stride: int = 4
     extra: dict = field(default_factory=dict)
+    preprocess: object = None
 
     def __str__(self) -> str:
         return f"Backbone '{self.name}': {self.description}"
 
 
 # --------------------------------------------------------------------------- validation
-def _check_images(x, name: str = "x") -> np.ndarray:
-    """Grayscale images (N, H, W) (or (N, H, W, 1)) in [0, 1], at least 16x16, as float32."""
-    return check_image_batch(x, name, dtype=np.float32, min_side=16, unit_range=True)
+def _check_images(x, name: str = "images") -> list:
+    """Grayscale images in [0, 1], at least 16x16, any sizes: a list of 2-D float32 arrays
+    (an array (N, H, W) is accepted too)."""
+    return check_image_list(x, name, dtype=np.float32, min_side=16, unit_range=True)
 
 
 # --------------------------------------------------------------------------- backbones
-def pretrained_weights_path() -> Path:
-    """Keras' cache file of the ImageNet ResNet50 weights (``~/.keras/models/...``)."""
-    return keras_dir() / "models" / PRETRAINED_WEIGHTS_FILE
+@dataclass(frozen=True)
+class PretrainedSpec:
+    """Where a pretrained feature extractor's weights come from and how to build it.
 
-
-def _load_pretrained() -> Backbone:
-    """ResNet50 with ImageNet weights up to ``PRETRAINED_LAYER``; fails fast without network.
-
-    The weights are fetched into Keras' own cache with the course's downloader (md5 checked,
-    connect and read timeouts), then loaded from that file.
+    ``build(weights_path)`` returns a ``keras.Model`` from 3-channel images to feature maps;
+    ``preprocess`` maps images scaled to 0-255 to the model's input convention.  The course
+    uses :data:`RESNET50`; the tests build a small one to try the whole online path.
     """
+
+    name: str
+    filename: str
+    url: str
+    md5: str
+    build: object
+    description: str
+    upscale: int = 1
+    stride: int = 4
+    preprocess: object = None
+
+
+def _build_resnet50(path):
     import keras
 
-    path = pretrained_weights_path()
-    if not path.is_file():
-        if data_mode() == "offline":
-            raise OSError(f"COURSE_DATA=offline: the ImageNet weights are not in Keras' cache "
-                          f"({path}) and may not be downloaded.")
-        if not can_connect(PRETRAINED_WEIGHTS_URL):
-            raise OSError(f"cannot reach storage.googleapis.com within {CONNECT_TIMEOUT_S:.0f} s "
-                          "to download the ImageNet weights of ResNet50 (about 95 MB).")
-        fetch_file(PRETRAINED_WEIGHTS_URL, path, known_hash=f"md5:{PRETRAINED_WEIGHTS_MD5}",
-                   what="ImageNet weights of ResNet50")
     base = keras.applications.ResNet50(include_top=False, weights=str(path),
                                        input_shape=(None, None, 3))
-    model = keras.Model(base.input, base.get_layer(PRETRAINED_LAYER).output,
-                        name="resnet50_conv3")
-    return Backbone(model, "resnet50-imagenet",
-                    f"ResNet50 pretrained on ImageNet, layer '{PRETRAINED_LAYER}' (512 features "
-                    f"per 4 x 4 pixels of the image, enlarged {PRETRAINED_UPSCALE}x first)",
-                    pretrained=True, channels=3, upscale=PRETRAINED_UPSCALE, stride=4)
+    return keras.Model(base.input, base.get_layer(PRETRAINED_LAYER).output,
+                       name="resnet50_conv3")
+
+
+def _resnet50_preprocess(batch):
+    import keras
+
+    return keras.applications.resnet50.preprocess_input(batch)
+
+
+#: ResNet50 on ImageNet, cut after ``conv3_block4_out`` (the course's pretrained backbone).
+RESNET50 = PretrainedSpec(
+    "resnet50-imagenet", PRETRAINED_WEIGHTS_FILE, PRETRAINED_WEIGHTS_URL, PRETRAINED_WEIGHTS_MD5,
+    _build_resnet50,
+    f"ResNet50 pretrained on ImageNet, layer '{PRETRAINED_LAYER}' (512 features per 4 x 4 "
+    f"pixels of the image, enlarged {PRETRAINED_UPSCALE}x first)",
+    upscale=PRETRAINED_UPSCALE, stride=4, preprocess=_resnet50_preprocess)
+
+
+def pretrained_weights_path(spec: PretrainedSpec = RESNET50) -> Path:
+    """Keras' cache file of a pretrained model's weights (``~/.keras/models/...``)."""
+    return keras_dir() / "models" / spec.filename
+
+
+def pretrained_backbone(spec: PretrainedSpec = RESNET50) -> Backbone:
+    """A pretrained feature extractor; fails fast without network.
+
+    The weights are fetched into Keras' own cache with the course's downloader (md5 checked,
+    connect and read timeouts; nothing is kept unless verified), then the model is built
+    from that file.  Raises ``OSError`` at once when the weights are not cached and the server
+    cannot be reached, or when ``COURSE_DATA=offline``.
+    """
+    path = pretrained_weights_path(spec)
+    if not path.is_file():
+        if data_mode() == "offline":
+            raise OSError(f"COURSE_DATA=offline: the weights of {spec.name} are not in Keras' "
+                          f"cache ({path}) and may not be downloaded.")
+        if not can_connect(spec.url):
+            raise OSError(f"cannot reach the server of {spec.url} within "
+                          f"{CONNECT_TIMEOUT_S:.0f} s to download the weights of {spec.name}.")
+        fetch_file(spec.url, path, known_hash=f"md5:{spec.md5}", what=f"weights of {spec.name}")
+    return Backbone(spec.build(path), spec.name, spec.description, pretrained=True,
+                    channels=3, upscale=spec.upscale, stride=spec.stride,
+                    preprocess=spec.preprocess)
 
 
 def random_conv_backbone(seed: int = 0) -> Backbone:
@@ -153,6 +207,39 @@ def random_conv_backbone(seed: int = 0) -> Backbone:
                     upscale=1, stride=4, extra={"seed": seed})
 
 
+def learned_backbone(autoencoder, x_fit, seed: int = 0) -> Backbone:
+    """Features learned offline from the good images themselves: the first stage of a patch
+    autoencoder trained on them (``course_lib.models.build_mvtec_autoencoder``).
+
+    Its first Conv2D + MaxPooling2D, run over whole images (they are convolutional, so any
+    size works): one feature vector per 2 x 2 pixels, each feature standardised with the mean
+    and standard deviation it has on the good images ``x_fit``, then averaged over 3 x 3
+    neighbours (as PatchCore aggregates a neighbourhood).  Trained to rebuild good texture,
+    these filters respond to what good texture is made of.
+    """
+    import keras
+
+    conv = next(layer for layer in autoencoder.layers[1].layers
+                if isinstance(layer, keras.layers.Conv2D))
+    pool = next(layer for layer in autoencoder.layers[1].layers
+                if isinstance(layer, keras.layers.MaxPooling2D))
+    inputs = keras.Input((None, None, 1), name="image")
+    stage = keras.Model(inputs, pool(conv(inputs)), name="learned_stage")
+    sample = [stage.predict(img[None, ..., None], verbose=0)[0]
+              for img in _check_images(x_fit, "x_fit")]
+    flat = np.concatenate([f.reshape(-1, f.shape[-1]) for f in sample])
+    flat = flat[seeded_subset(len(flat), 50000, seed)]
+    mean, std = flat.mean(axis=0), flat.std(axis=0) + 1e-6
+    x = keras.layers.Normalization(mean=mean, variance=std ** 2, name="standardise")(
+        stage(inputs))
+    x = keras.layers.AveragePooling2D(3, strides=1, padding="same", name="neighbourhood")(x)
+    model = keras.Model(inputs, x, name="learned_features")
+    return Backbone(model, "learned-ae",
+                    f"learned offline: the first stage of a patch autoencoder trained on the "
+                    f"good images ({flat.shape[1]} standardised features per 2 x 2 pixels)",
+                    pretrained=False, channels=1, upscale=1, stride=2)
+
+
 def load_backbone(kind: str = "auto", seed: int = 0, verbose: bool = True) -> Backbone:
     """The CNN that turns image patches into feature vectors.
 
@@ -176,12 +263,13 @@ def load_backbone(kind: str = "auto", seed: int = 0, verbose: bool = True) -> Ba
 
     Taught in notebook 07.
     """
-    if kind not in BACKBONE_KINDS:
-        raise DataError(f"kind must be one of {BACKBONE_KINDS}, got {quote(kind)}.")
+    if kind not in ("auto", "pretrained", "random"):
+        raise DataError(f"kind must be 'auto', 'pretrained' or 'random' (a learned backbone "
+                        f"comes from learned_backbone()), got {quote(kind)}.")
     why = ""
     if kind in ("auto", "pretrained"):
         try:
-            backbone = _load_pretrained()
+            backbone = pretrained_backbone()
         except Exception as exc:  # noqa: BLE001 - network, HTTP, disk: same fallback
             if kind == "pretrained":
                 raise OSError(f"Could not load the pretrained backbone ({exc}). Use "
@@ -196,57 +284,56 @@ def load_backbone(kind: str = "auto", seed: int = 0, verbose: bool = True) -> Ba
     return backbone
 
 
-def patch_features(backbone: Backbone, x, batch_size: int = 32) -> np.ndarray:
-    """Dense feature maps of images: one feature vector per ``backbone.stride`` pixels.
-
-    Parameters
-    ----------
-    backbone : Backbone
-        From :func:`load_backbone`.
-    x : array-like (N, H, W)
-        Grayscale images in [0, 1]; replicated to 3 channels (and scaled to ImageNet's input
-        convention) for pretrained models.
-    batch_size : int
-
-    Returns
-    -------
-    ndarray (N, h, w, d) float32
-        ``h = H / stride`` (rounded up), ``d`` features per position.
-
-    Taught in notebook 07.
-    """
+def patch_features(backbone, images, batch_size=16):
+    """Feature maps of grayscale images in [0, 1] of any sizes (a list, or an array (N, H, W)):
+    a list of (h, w, d) float32 arrays, one d-dimensional feature vector per
+    ``backbone.stride`` pixels of each image.  Each image is first surrounded by its mirror
+    image (MIRROR_CELLS features wide, cut off again after the CNN), so that the CNN's zero
+    padding does not draw a dark frame that no good patch inside an image has.
+    Taught in notebook 07."""
     if not isinstance(backbone, Backbone):
         raise DataError(f"backbone must be a Backbone from load_backbone(), got "
-                         f"{type(backbone).__name__}.")
-    imgs = _check_images(x)
+                        f"{type(backbone).__name__}.")
+    imgs = check_image_list(images, "images", dtype=np.float32, min_side=16, unit_range=True)
     batch_size = check_positive_int("batch_size", batch_size)
-    if backbone.upscale > 1:
-        imgs = np.repeat(np.repeat(imgs, backbone.upscale, axis=1), backbone.upscale, axis=2)
-    batch = imgs[..., None]
-    if backbone.pretrained:
-        import keras
+    by_shape = {}                    # image size -> the images of that size: one batch each
+    for i, img in enumerate(imgs):
+        by_shape.setdefault(img.shape, []).append(i)
+    out = [None] * len(imgs)
+    for indices in by_shape.values():
+        batch = np.stack([imgs[i] for i in indices])[..., None]          # (n, H, W, 1)
+        pad = MIRROR_CELLS * backbone.stride         # pixels of mirror image around each side
+        batch = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+        if backbone.upscale > 1:     # enlarged first: finer feature maps from a coarse CNN
+            batch = np.repeat(np.repeat(batch, backbone.upscale, 1), backbone.upscale, 2)
+        if backbone.channels == 3:   # ImageNet models: grey -> 3 equal channels, 0-255
+            batch = np.repeat(batch, 3, axis=-1) * 255.0
+        if backbone.preprocess is not None:
+            batch = backbone.preprocess(batch)
+        feats = backbone.model.predict(batch, batch_size=batch_size, verbose=0)
+        feats = feats[:, MIRROR_CELLS:-MIRROR_CELLS, MIRROR_CELLS:-MIRROR_CELLS]   # the mirror off
+        for i, f in zip(indices, feats):
+            out[i] = np.asarray(f, dtype=np.float32)                     # (h, w, d)
+    return out
 
-        batch = keras.applications.resnet50.preprocess_input(
-            np.repeat(batch, 3, axis=-1) * 255.0)
-    feats = backbone.model.predict(batch, batch_size=batch_size, verbose=0)
-    return np.asarray(feats, dtype=np.float32)
 
-
-def upsample_maps(patch_maps, shape, sigma: float = 2.0) -> np.ndarray:
-    """Patch score maps (N, h, w) to pixel maps (N, H, W): bilinear, then Gaussian smoothing
-    with ``sigma`` pixels (0: none), as PatchCore does.  Taught in notebook 07.
+def upsample_maps(patch_maps, shapes, sigma: float = 2.0) -> list:
+    """Patch score maps (h, w) to pixel maps of the images' ``shapes``: bilinear, then Gaussian
+    smoothing with ``sigma`` pixels (0: none), as PatchCore does.  Lists in, a list out.
+    Taught in notebook 07.
     """
     from scipy import ndimage
 
-    m = np.asarray(patch_maps, dtype=np.float64)
-    if m.ndim != 3:
-        raise DataError(f"patch_maps must have shape (N, h, w), got {m.shape}.")
-    h, w = (int(s) for s in shape)
-    out = np.empty((len(m), h, w), np.float32)
-    for i, pm in enumerate(m):
+    if len(patch_maps) != len(shapes):
+        raise DataError(f"got {len(patch_maps)} patch maps for {len(shapes)} image shapes.")
+    out = []
+    for pm, (h, w) in zip(patch_maps, shapes):
+        pm = np.asarray(pm, dtype=np.float64)
+        if pm.ndim != 2:
+            raise DataError(f"each patch map must be 2-D (h, w), got shape {pm.shape}.")
         big = ndimage.zoom(pm, (h / pm.shape[0], w / pm.shape[1]), order=1, mode="nearest",
                            grid_mode=True)
-        out[i] = ndimage.gaussian_filter(big, sigma) if sigma > 0 else big
+        out.append((ndimage.gaussian_filter(big, sigma) if sigma > 0 else big).astype(np.float32))
     return out
 
 
@@ -277,9 +364,9 @@ class _PatchModel:
         return feats[seeded_subset(len(feats), self._max_patches(), self.random_state)]
 
     def fit(self, x_good):
-        """Fit on defect-free images (N, H, W) in [0, 1].  Returns ``self``."""
+        """Fit on defect-free images (a list, or (N, H, W)) in [0, 1].  Returns ``self``."""
         feats = patch_features(self._backbone(), x_good)
-        return self.fit_features(feats)
+        return self.fit_features(np.concatenate([f.reshape(-1, f.shape[-1]) for f in feats]))
 
     def _check_fitted(self):
         if not hasattr(self, "n_features_"):
@@ -294,17 +381,17 @@ class _PatchModel:
                              f"{type(self).__name__} was fitted on {self.n_features_}.")
         return f
 
-    def patch_score_maps(self, x) -> np.ndarray:
-        """Anomaly score of every patch of images ``x``: (N, h, w)."""
+    def patch_score_maps(self, x) -> list:
+        """Anomaly score of every patch of images ``x``: one (h, w) map per image."""
         self._check_fitted()
-        feats = patch_features(self._backbone(), x)
-        scores = self.patch_scores(feats.reshape(-1, feats.shape[-1]))
-        return scores.reshape(feats.shape[:3])
+        return [self.patch_scores(f.reshape(-1, f.shape[-1])).reshape(f.shape[:2])
+                for f in patch_features(self._backbone(), x)]
 
-    def score_map(self, x) -> np.ndarray:
-        """Pixel anomaly maps (N, H, W) of images ``x`` (N, H, W) in [0, 1]; higher = worse."""
+    def score_map(self, x) -> list:
+        """Pixel anomaly maps of images ``x`` (a list, or (N, H, W)) in [0, 1], one per image
+        at its size; higher = worse."""
         imgs = _check_images(x)
-        return upsample_maps(self.patch_score_maps(imgs), imgs.shape[1:], self.sigma)
+        return upsample_maps(self.patch_score_maps(imgs), [i.shape for i in imgs], self.sigma)
 
 
 class FeatureDictionary(_PatchModel):
@@ -365,41 +452,48 @@ class FeatureDictionary(_PatchModel):
         return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 
 
-def greedy_coreset(features, n: int, random_state: int = 0) -> np.ndarray:
-    """Indices of ``n`` rows chosen by greedy k-center selection (PatchCore's coreset).
-
-    Start from one random row; then repeatedly add the row farthest from every row chosen so
-    far.  This keeps the rare, outlying patches that a random subset tends to miss, so the
-    subset *covers* the data well: every row lies close to some chosen row (compare
-    :func:`coreset_radius`).  Used by :class:`PatchMemoryBank` with ``coreset="greedy"``.
-    """
-    f = check_features(features)  # float32: twice as fast, precise enough to rank distances
-    n = check_positive_int("n", n)
-    if n > len(f):
-        raise DataError(f"n must be at most the number of rows ({len(f)}), got {n}.")
-    rng = np.random.default_rng(random_state)
-    chosen = [int(rng.integers(len(f)))]
-    sq = (f ** 2).sum(1)
-    min_d2 = sq - 2 * f @ f[chosen[0]] + sq[chosen[0]]
-    for _ in range(n - 1):
-        i = int(np.argmax(min_d2))
-        chosen.append(i)
-        min_d2 = np.minimum(min_d2, sq - 2 * f @ f[i] + sq[i])
-    return np.asarray(chosen)
+def knn_distance(bank, features, k=1):
+    """PatchCore's patch score: the mean Euclidean distance of each row of ``features`` (n, d)
+    to its ``k`` nearest rows of the memory ``bank`` (m, d); with k = 1 (the default), the
+    distance to the nearest neighbour.  Returns (n,).  Taught in notebook 07."""
+    bank, features = check_features(bank, "bank"), check_features(features)
+    if bank.shape[1] != features.shape[1]:
+        raise DataError(f"features have {features.shape[1]} dimensions, the bank "
+                        f"{bank.shape[1]}.")
+    # exact brute force: every distance, computed in blocks of matrix products
+    search = NearestNeighbors(n_neighbors=check_positive_int("k", k), algorithm="brute")
+    search.fit(bank)
+    distances, _ = search.kneighbors(features)      # (n, k), nearest first
+    return distances.mean(axis=1)
 
 
-def coreset_radius(features, indices) -> float:
-    """How well a subset covers the rows: the largest distance of any row to its nearest
-    chosen row (smaller = better coverage).  Taught in notebook 07.
-    """
-    from sklearn.neighbors import NearestNeighbors
-
+def coreset_radius(features, indices):
+    """How well the rows ``indices`` of ``features`` cover all rows: the largest distance of
+    any row to its nearest chosen row (smaller = better coverage).  Taught in notebook 07."""
     f = check_features(features)
     idx = np.asarray(indices, dtype=int)
     if idx.ndim != 1 or len(idx) == 0 or idx.min() < 0 or idx.max() >= len(f):
         raise DataError(f"indices must be a non-empty 1-D array of row numbers < {len(f)}.")
-    dist, _ = NearestNeighbors(n_neighbors=1).fit(f[idx]).kneighbors(f)
-    return float(dist.max())
+    return float(knn_distance(f[idx], f).max())
+
+
+def greedy_coreset(features, n, random_state=0):
+    """Indices of ``n`` rows of ``features`` (m, d) chosen by greedy k-center selection,
+    PatchCore's coreset: start from one random row, then again and again add the row that is
+    farthest from every row chosen so far.  Taught in notebook 07."""
+    f = check_features(features)     # float32: fast, and precise enough to rank distances
+    n = check_positive_int("n", n)
+    if n > len(f):
+        raise DataError(f"n must be at most the number of rows ({len(f)}), got {n}.")
+    chosen = [int(np.random.default_rng(random_state).integers(len(f)))]
+    sq = (f ** 2).sum(axis=1)        # |a - b|^2 = |a|^2 - 2 a.b + |b|^2: one matrix-vector
+    # product per step. min_d2: squared distance of every row to its nearest chosen row
+    min_d2 = sq - 2 * f @ f[chosen[0]] + sq[chosen[0]]
+    for _ in range(n - 1):
+        i = int(np.argmax(min_d2))   # the row worst covered so far
+        chosen.append(i)
+        min_d2 = np.minimum(min_d2, sq - 2 * f @ f[i] + sq[i])
+    return np.asarray(chosen)
 
 
 class PatchMemoryBank(_PatchModel):
@@ -408,8 +502,8 @@ class PatchMemoryBank(_PatchModel):
     ``fit`` keeps the patch features of defect-free images (at most ``max_patches``, a
     seeded subset), thinned to a ``fraction`` of them by a ``coreset``: ``"random"`` rows
     or ``"greedy"`` k-center selection (:func:`greedy_coreset`).  A patch's anomaly score is
-    the Euclidean distance to its nearest neighbour in the bank (scikit-learn's
-    ``NearestNeighbors``).  Unlike the dictionary's 10 centres, the bank remembers every kind
+    the Euclidean distance to its nearest neighbour in the bank (:func:`knn_distance`, with
+    scikit-learn's ``NearestNeighbors``).  Unlike the dictionary's 10 centres, the bank remembers every kind
     of normal patch, rare ones included.
 
     Parameters
@@ -434,8 +528,6 @@ class PatchMemoryBank(_PatchModel):
 
     def fit_features(self, features):
         """Fit on precomputed good-patch features (n, d) or (N, h, w, d).  Returns ``self``."""
-        from sklearn.neighbors import NearestNeighbors
-
         if self.coreset not in CORESETS:
             raise DataError(f"coreset must be one of {CORESETS}, got {self.coreset!r}.")
         frac = check_fraction("fraction", self.fraction)
@@ -449,12 +541,11 @@ class PatchMemoryBank(_PatchModel):
             idx = np.random.default_rng(self.random_state).choice(len(feats), n, replace=False)
         self.bank_ = feats[idx]
         self.coreset_indices_ = idx
-        self.nn_ = NearestNeighbors(n_neighbors=1).fit(self.bank_)
         self.n_features_ = feats.shape[1]
         self.n_patches_ = len(feats)
         return self
 
     def patch_scores(self, features) -> np.ndarray:
-        """Distance of each patch (n, d) to its nearest neighbour in the bank: (n,)."""
-        f = self._fitted_features(features)
-        return self.nn_.kneighbors(f)[0][:, 0]
+        """Distance of each patch (n, d) to its nearest neighbour in the bank
+        (:func:`knn_distance`): (n,)."""
+        return knn_distance(self.bank_, self._fitted_features(features))

@@ -1,9 +1,11 @@
-"""Image batches in the shapes models want: scaling, flattening, a channel axis, noise, flips.
+"""Image batches in the shapes models want: scaling, flattening, a channel axis, noise, patches.
 
 - :func:`to_float`, :func:`flatten`, :func:`add_channel`: uint8 digits -> float32 in [0, 1],
   as (N, 784) vectors for dense models or (N, 28, 28, 1) for convolutional ones;
 - :func:`add_noise`: the noisy inputs of a denoising autoencoder;
-- :func:`augment_dihedral`: flipped and rotated copies of texture images.
+- patches of images of any size (notebooks 05 and 07): :func:`patch_size_for` chooses a patch
+  size from the data, :func:`random_patches` cuts training patches, :func:`patch_corners` and
+  :func:`stitch_patches` tile an image with overlapping patches and average what comes back.
 
 Imports only NumPy and :mod:`course_lib.checks`.
 """
@@ -12,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from course_lib.checks import check_image_batch, check_number, check_positive_int
+from course_lib.checks import (DataError, check_image_batch, check_image_list, check_number,
+                               check_positive_int)
 
 
 def to_float(x, image_shape=(28, 28), name: str = "x") -> np.ndarray:
@@ -83,18 +86,66 @@ def add_noise(x, std: float = 0.3, seed: int = 0) -> np.ndarray:
     return noisy.reshape(shape)
 
 
-def augment_dihedral(x, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` training samples: random images of ``x`` (N, H, W), each randomly flipped and
-    turned by a multiple of 90 degrees (square images).  Textures look the same either way,
-    so this multiplies the defect-free data.
-    """
-    x = check_image_batch(x, "x", dtype=np.float32)
-    if x.shape[1] != x.shape[2]:
-        raise ValueError(f"augment_dihedral needs square images, got {x.shape[1:]}.")
-    n = check_positive_int("n", n)
+# --------------------------------------------------------------------------- patches
+def patch_size_for(images, largest: int, multiple: int = 8) -> int:
+    """The patch size for ``images`` of any sizes: ``largest``, or less if the smallest side of
+    the smallest image is shorter, rounded down to a multiple of ``multiple`` (so that three
+    2x poolings and upsamplings fit).  "Patch sizes chosen from the data": a 250-pixel-wide
+    photo gets 64-pixel patches from ``largest=64``, a 40-pixel crop gets 40."""
+    images = check_image_list(images, "images")
+    multiple = check_positive_int("multiple", multiple)
+    largest = check_positive_int("largest", largest, minimum=multiple)
+    side = min(min(img.shape) for img in images)
+    if side < multiple:
+        raise DataError(f"images of {side} pixels are too small for patches: need at least "
+                        f"{multiple}x{multiple}.")
+    return min(largest, side) // multiple * multiple
+
+
+def patch_corners(shape, size: int, stride: int) -> list:
+    """Top-left corners ``(row, col)`` of ``size`` x ``size`` patches every ``stride`` pixels
+    that cover an image of ``shape``; the last row and column of patches end at the border."""
+    size, stride = check_positive_int("size", size), check_positive_int("stride", stride)
+    if stride > size:
+        raise DataError(f"stride {stride} is larger than the patch size {size}: the patches "
+                        f"would leave pixels uncovered.")
+    h, w = (int(v) for v in shape)
+    if min(h, w) < size:
+        raise DataError(f"an image of {h}x{w} pixels is smaller than the {size}x{size} patches.")
+    rows = list(range(0, h - size + 1, stride))
+    cols = list(range(0, w - size + 1, stride))
+    rows += [h - size] if rows[-1] != h - size else []
+    cols += [w - size] if cols[-1] != w - size else []
+    return [(r, c) for r in rows for c in cols]
+
+
+def random_patches(images, n, size, seed=0, flips=True):
+    """``n`` random ``size`` x ``size`` patches of ``images`` (a list of 2-D arrays of any
+    sizes), at the images' own resolution; with ``flips``, each is flipped left-right and
+    up-down at random (a texture looks the same flipped).  Returns (n, size, size, 1)."""
+    images = check_image_list(images, "images", min_side=size)
     rng = np.random.default_rng(seed)
-    out = np.empty((n,) + x.shape[1:], dtype=np.float32)
-    for i, j in enumerate(rng.integers(0, len(x), n)):
-        img = np.rot90(x[j], k=int(rng.integers(4)))
-        out[i] = img[:, ::-1] if rng.integers(2) else img
+    out = np.empty((n, size, size, 1), np.float32)
+    for i in range(n):
+        img = images[rng.integers(len(images))]
+        r = rng.integers(img.shape[0] - size + 1)  # a random corner
+        c = rng.integers(img.shape[1] - size + 1)
+        patch = img[r:r + size, c:c + size]
+        if flips and rng.integers(2):
+            patch = patch[:, ::-1]
+        if flips and rng.integers(2):
+            patch = patch[::-1, :]
+        out[i, ..., 0] = patch
     return out
+
+
+def stitch_patches(patch_maps, corners, shape):
+    """One map of ``shape`` from per-patch maps (k, size, size) at ``corners``: every pixel
+    gets the MEAN of the patches that cover it (overlapping patches, as in the MVTec paper)."""
+    total = np.zeros(shape, np.float64)
+    count = np.zeros(shape, np.float64)
+    size = patch_maps.shape[1]
+    for patch_map, (r, c) in zip(patch_maps, corners):
+        total[r:r + size, c:c + size] += patch_map
+        count[r:r + size, c:c + size] += 1
+    return (total / count).astype(np.float32)

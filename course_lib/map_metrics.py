@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from course_lib.checks import (DataError, check_binary_labels, check_image_batch, check_masks,
+from scipy import ndimage
+
+from course_lib.checks import (DataError, check_binary_labels, check_image_list, check_mask_list,
                                check_number, check_positive_int, check_scores, quote)
+from course_lib.images import patch_corners, stitch_patches
 from course_lib.metrics import threshold_percentile
 from course_lib.ssim import ssim_residual_map
 
@@ -37,9 +40,14 @@ DEFAULT_MAX_FPR = 0.3
 
 
 # --------------------------------------------------------------------------- validation
-def _check_maps(maps, name: str = "maps") -> np.ndarray:
-    """Anomaly maps as a float64 array (N, H, W); a trailing channel axis of 1 is dropped."""
-    return check_image_batch(maps, name, dtype=np.float64, what="anomaly maps")
+def _check_maps(maps, name: str = "maps") -> list:
+    """Anomaly maps as a list of 2-D float64 arrays (maps may differ in size, like the images
+    they belong to); an array (N, H, W) or (N, H, W, 1) is accepted too."""
+    return check_image_list(maps, name, dtype=np.float64, what="anomaly maps")
+
+
+def _flat(arrays) -> np.ndarray:
+    return np.concatenate([np.ravel(a) for a in arrays])
 
 
 def _check_max_fpr(max_fpr) -> float:
@@ -52,7 +60,7 @@ def image_scores(maps, reduction: str = "max") -> np.ndarray:
 
     Parameters
     ----------
-    maps : array-like of shape (N, H, W) or (N, H, W, 1)
+    maps : list of 2-D arrays (one per image, sizes may differ) or an array (N, H, W)
     reduction : {"max", "mean"}
         ``"max"``: the most anomalous pixel (sensitive to small defects, and to noise:
         smooth the maps first if they are noisy); ``"mean"``: the average.
@@ -65,9 +73,9 @@ def image_scores(maps, reduction: str = "max") -> np.ndarray:
     """
     m = _check_maps(maps)
     if reduction == "max":
-        return m.max(axis=(1, 2))
+        return np.array([a.max() for a in m])
     if reduction == "mean":
-        return m.mean(axis=(1, 2))
+        return np.array([a.mean() for a in m])
     raise DataError(f"reduction must be 'max' or 'mean', got {reduction!r}.")
 
 
@@ -111,7 +119,7 @@ def largest_region_scores(maps, min_area: int = 1, connectivity: int = 2) -> np.
 
     Parameters
     ----------
-    maps : array-like of shape (N, H, W) or (N, H, W, 1)
+    maps : list of 2-D arrays (one per image, sizes may differ) or an array (N, H, W)
     min_area : int
         Smallest defect area in pixels (at the maps' resolution); at most H * W.
     connectivity : {1, 2}
@@ -121,15 +129,16 @@ def largest_region_scores(maps, min_area: int = 1, connectivity: int = 2) -> np.
     -------
     ndarray of shape (N,)
 
-    Taught in notebook 05.
+    Part of :func:`evaluate_anomaly_maps`.
     """
     from scipy import ndimage
 
     m = _check_maps(maps)
+    smallest = min(a.size for a in m)
     if not isinstance(min_area, (int, np.integer)) or isinstance(min_area, bool) or not (
-            1 <= min_area <= m.shape[1] * m.shape[2]):
-        raise DataError(f"min_area must be an integer in [1, {m.shape[1] * m.shape[2]}] "
-                         f"(pixels of one map), got {min_area!r}.")
+            1 <= min_area <= smallest):
+        raise DataError(f"min_area must be an integer in [1, {smallest}] (pixels of the "
+                        f"smallest map), got {quote(min_area)}.")
     structure = _structure(connectivity)
     out = np.empty(len(m))
     for i, amap in enumerate(m):
@@ -176,7 +185,7 @@ def classification_ratios(good_val_scores, test_scores, test_labels,
         threshold, ``None`` if there are none) and ``defective_correct`` (fraction of
         defective test images above it, ``None`` if none); ``n_good``, ``n_defective``.
 
-    Taught in notebook 05 (compared with the paper's Table 2).
+    Part of :func:`evaluate_anomaly_maps` (compare the paper's Table 2).
     """
     t = threshold_percentile(good_val_scores, percentile)
     s = check_scores(test_scores, "test_scores")
@@ -195,9 +204,9 @@ def pixel_auroc(masks, maps) -> float:
 
     Parameters
     ----------
-    masks : array-like of shape (N, H, W)
+    masks : list of 2-D arrays or an array (N, H, W), the maps' shapes
         Ground truth, 1 (or True) = defective pixel; both classes must occur.
-    maps : array-like of shape (N, H, W)
+    maps : list of 2-D arrays or an array (N, H, W)
         Anomaly maps at the masks' resolution.
 
     Returns
@@ -210,12 +219,12 @@ def pixel_auroc(masks, maps) -> float:
     from sklearn.metrics import roc_auc_score
 
     m = _check_maps(maps)
-    g = check_masks(masks, m.shape)
+    g = _flat(check_mask_list(masks, [a.shape for a in m]))
     n_defect = int(g.sum())
     if n_defect == 0 or n_defect == g.size:
         raise DataError("pixel_auroc needs both defective and good pixels in masks; found "
-                         f"{n_defect} defective of {g.size}.")
-    return float(roc_auc_score(g.ravel(), m.ravel()))
+                        f"{n_defect} defective of {g.size}.")
+    return float(roc_auc_score(g, _flat(m)))
 
 
 def _structure(connectivity: int) -> np.ndarray:
@@ -238,9 +247,9 @@ def pro_curve(masks, maps, connectivity: int = 2) -> tuple[np.ndarray, np.ndarra
 
     Parameters
     ----------
-    masks : array-like of shape (N, H, W)
+    masks : list of 2-D arrays or an array (N, H, W), the maps' shapes
         Binary ground truth; needs at least one defect region and one good pixel.
-    maps : array-like of shape (N, H, W)
+    maps : list of 2-D arrays or an array (N, H, W)
     connectivity : {1, 2}
         How region pixels connect: 2 (default, 8 neighbours, as MVTec's code) or 1.
 
@@ -249,32 +258,33 @@ def pro_curve(masks, maps, connectivity: int = 2) -> tuple[np.ndarray, np.ndarra
     fpr, pro : ndarrays
         Non-decreasing, from (0, 0) to (1, 1).
 
-    Taught in notebook 05.
+    Part of :func:`aupro`.
     """
     from scipy import ndimage
 
-    m = _check_maps(maps)
-    g = check_masks(masks, m.shape)
+    maps_list = _check_maps(maps)
+    masks_list = check_mask_list(masks, [a.shape for a in maps_list])
     structure = _structure(connectivity)
-    pro_weight = np.zeros(m.shape)
+    weights_list = []
     n_regions = 0
-    for i, mask in enumerate(g):
+    for mask in masks_list:
         labeled, n = ndimage.label(mask, structure=structure)
+        weights = np.zeros(n + 1)
         if n:
             sizes = np.bincount(labeled.ravel())
-            weights = np.zeros(n + 1)
             weights[1:] = 1.0 / sizes[1:]
-            pro_weight[i] = weights[labeled]
+        weights_list.append(weights[labeled])
         n_regions += n
+    m, g, pro_weight = _flat(maps_list), _flat(masks_list), _flat(weights_list)
     n_good = int(g.size - g.sum())
     if n_regions == 0:
         raise DataError("pro_curve needs at least one defect region in masks (all are empty).")
     if n_good == 0:
         raise DataError("pro_curve needs good pixels in masks (every pixel is a defect).")
-    order = np.argsort(m.ravel(), kind="stable")[::-1]  # highest score first
-    scores = m.ravel()[order]
-    fpr = np.cumsum(~g.ravel()[order]) / n_good
-    pro = np.cumsum(pro_weight.ravel()[order]) / n_regions
+    order = np.argsort(m, kind="stable")[::-1]  # highest score first
+    scores = m[order]
+    fpr = np.cumsum(~g[order]) / n_good
+    pro = np.cumsum(pro_weight[order]) / n_regions
     last_of_ties = np.append(scores[1:] != scores[:-1], True)  # one point per threshold
     fpr = np.concatenate([[0.0], np.clip(fpr[last_of_ties], 0.0, 1.0)])
     pro = np.concatenate([[0.0], np.clip(pro[last_of_ties], 0.0, 1.0)])
@@ -292,7 +302,7 @@ def aupro(masks, maps, max_fpr: float = DEFAULT_MAX_FPR, connectivity: int = 2) 
 
     Parameters
     ----------
-    masks, maps : array-like of shape (N, H, W)
+    masks, maps : lists of 2-D arrays, or arrays (N, H, W)
         As in :func:`pro_curve`.
     max_fpr : float
         Integration limit in (0, 1].
@@ -329,19 +339,31 @@ def check_residual(kind: str) -> str:
     return kind
 
 
-def residual_maps(autoencoder, x, loss: str = "l2", batch_size: int = 64) -> np.ndarray:
-    """Anomaly maps (N, H, W) of images ``x`` (N, H, W) from their reconstructions.
-
-    ``loss="l2"``: the squared error ``(x - x_hat)**2`` per pixel; ``"ssim"``: ``1 - SSIM``
-    per pixel (:func:`course_lib.ssim.ssim_residual_map`, 11 x 11 window).
-    """
+def residual_maps(autoencoder, images, loss, patch_size, stride, batch_size=128):
+    """Anomaly maps of images of any size from a patch autoencoder: each image is tiled with
+    overlapping patches (every ``stride`` pixels), each patch is reconstructed, its residual
+    ((x - x_hat)**2 for L2, 1 - SSIM for SSIM) computed, and the patch residuals averaged
+    back into one map per image (a list, like the images)."""
     check_residual(loss)
-    x = check_image_batch(x, "x", dtype=np.float32)
-    batch_size = check_positive_int("batch_size", batch_size)
-    recon = autoencoder.predict(x[..., None], batch_size=batch_size, verbose=0)[..., 0]
-    if loss == "l2":
-        return ((x - recon) ** 2).astype(np.float32)
-    return ssim_residual_map(x, recon, batch_size=batch_size)
+    maps = []
+    for image in check_image_list(images, "images", min_side=patch_size):
+        corners = patch_corners(image.shape, patch_size, stride)
+        patches = np.stack([image[r:r + patch_size, c:c + patch_size] for r, c in corners])
+        recon = autoencoder.predict(patches[..., None], batch_size=batch_size, verbose=0)
+        if loss == "l2":
+            residual = (patches - recon[..., 0]) ** 2
+        else:
+            residual = ssim_residual_map(patches, recon[..., 0])
+        maps.append(stitch_patches(residual, corners, image.shape))
+    return maps
+
+
+def smooth_maps(maps, size=3, sigma=1.0):
+    """Less spotty anomaly maps: every pixel first takes the largest value around it (a
+    size x size grey dilation: a thin defect's response widens to its neighbours and its peak
+    stays), then a Gaussian blur of sigma pixels evens out the patch noise."""
+    return [ndimage.gaussian_filter(ndimage.grey_dilation(m, size=(size, size)), sigma)
+            for m in maps]
 
 
 def evaluate_anomaly_maps(val_maps, test_maps, y_test, masks_test,
@@ -352,11 +374,12 @@ def evaluate_anomaly_maps(val_maps, test_maps, y_test, masks_test,
     ``aupro`` up to ``max_fpr``; ``good_correct`` / ``defect_correct``: MVTec AD's Table 2
     ratios with the threshold = the highest score of the defect-free *validation* maps
     ``val_maps`` (:func:`classification_ratios`); ``threshold``.  All rounded to 4 digits.
-    Checks labels and masks before computing anything.
+    Maps may differ in size (lists of 2-D maps, one per image); labels and masks are checked
+    before anything is computed.
     """
     test = _check_maps(test_maps, "test_maps")
     y = check_binary_labels(y_test, len(test), "y_test")
-    g = check_masks(masks_test, test.shape, "masks_test")
+    g = check_mask_list(masks_test, [a.shape for a in test], "masks_test")
     test_scores = image_scores(test)
     ratios = classification_ratios(image_scores(val_maps), test_scores, y)
 

@@ -20,6 +20,7 @@ import keras
 from keras import layers, regularizers
 
 from course_lib.checks import DataError, check_positive_int, check_positive_ints
+from course_lib.map_metrics import check_residual
 from course_lib.ssim import ssim_loss
 
 #: The one-class autoencoder's hidden layers and code: 784-256-64-32-64-256-784.  Chosen on a
@@ -176,19 +177,14 @@ def build_one_class_autoencoder():
                                    loss="mse", learning_rate=1e-3)
 
 
-def build_mvtec_autoencoder(image_shape=(64, 64), loss: str = "l2"):
-    """Notebook 05's convolutional autoencoder for grayscale images, compiled with ``loss``.
-
-    ``build_conv_autoencoder`` with ``MVTEC_FILTERS`` and a dense code of ``MVTEC_CODE_SIZE``;
-    ``loss="l2"``: mean squared error, ``"ssim"``: :func:`course_lib.ssim.ssim_loss`
-    (1 - SSIM, 11 x 11 Gaussian window).  Height and width must be multiples of 8.
-    Returns ``(autoencoder, encoder, decoder)``.  Taught in notebook 05.
-    """
-    if loss not in ("l2", "ssim"):
-        raise DataError(f"loss must be 'l2' or 'ssim', got {loss!r}.")
-    h, w = check_positive_ints("image_shape", image_shape)
-    return build_conv_autoencoder((h, w, 1), filters=MVTEC_FILTERS, code_size=MVTEC_CODE_SIZE,
-                                  loss="mse" if loss == "l2" else ssim_loss,
+def build_mvtec_autoencoder(patch_size=64, loss="l2"):
+    """The patch autoencoder of notebook 05: ``build_conv_autoencoder`` for square grayscale
+    patches of patch_size pixels (a multiple of 8): three Conv2D + MaxPooling2D stages
+    (MVTEC_FILTERS), a dense code of MVTEC_CODE_SIZE numbers, trained with squared error
+    ("l2") or 1 - SSIM ("ssim")."""
+    return build_conv_autoencoder((patch_size, patch_size, 1), filters=MVTEC_FILTERS,
+                                  code_size=MVTEC_CODE_SIZE,
+                                  loss={"l2": "mse", "ssim": ssim_loss}[check_residual(loss)],
                                   learning_rate=MVTEC_LEARNING_RATE)
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from course_lib.checks import (DataError, check_binary_labels, check_scores,
+from course_lib.checks import (DataError, check_binary_labels, check_image_list, check_scores,
                                check_scores_and_labels)
 from course_lib.metrics import evaluate, threshold_best_f1, threshold_percentile
 
 
-def _as_images(x) -> np.ndarray:
+def _as_images(x):
+    """Images as (N, H, W) float32, or a list of 2-D arrays when their sizes differ."""
+    if isinstance(x, (list, tuple)) and len({np.shape(i) for i in x}) > 1:
+        return check_image_list(x, "images")
     arr = np.asarray(x, dtype=np.float32)
     if arr.ndim == 2 and arr.shape[1] == 784:
         arr = arr.reshape(-1, 28, 28)
@@ -46,7 +49,8 @@ def plot_image_rows(rows: dict, n: int = 10, titles=None, figsize_per_image: flo
                              figsize=(figsize_per_image * n, figsize_per_image * len(imgs) + 0.3))
     for r, (label, batch) in enumerate(imgs.items()):
         lo = 0.0 if vmin is None else vmin
-        hi = (255 if batch.max() > 1.0 else 1.0) if vmax is None else vmax
+        hi = (255 if max(float(np.max(b)) for b in batch) > 1.0 else 1.0) if vmax is None \
+            else vmax
         for c in range(n):
             ax = axes[r, c]
             ax.imshow(batch[c], cmap="gray", vmin=lo, vmax=hi)
@@ -126,6 +130,45 @@ def plot_latent_2d(codes, labels, ax=None, title: str = "Latent space", max_poin
     ax.set_ylabel("code dimension 2")
     ax.set_title(title)
     return ax
+
+
+def plot_anomaly_maps(images, masks, maps: dict, indices, titles=None, size: float = 1.6):
+    """For the test images ``indices``: the image, its ground truth and each model's anomaly map
+    (``maps``: {name: list of maps}), one column per image.  Each model's row shares one
+    colour scale, from the lowest to the highest value of its maps shown (bright = more
+    anomalous than the rest of the row; log-likelihood maps may be negative).  Images may
+    differ in size.  Returns the Figure.
+    Used in notebooks 05 and 07.
+    """
+    import matplotlib.pyplot as plt
+
+    rows = [("image", images, "gray"), ("ground truth", masks, "gray")]
+    rows += [(name, m, "inferno") for name, m in maps.items()]
+    indices = list(indices)
+    if not indices:
+        raise DataError("indices must name at least one test image.")
+    aspect = np.shape(images[indices[0]])[0] / np.shape(images[indices[0]])[1]
+    fig, axes = plt.subplots(len(rows), len(indices), squeeze=False,
+                             figsize=(size * len(indices), size * aspect * len(rows) * 0.9 + 0.4))
+    limits = {}                              # one colour scale per map row
+    for label, arr, cmap in rows[2:]:
+        shown = [np.asarray(arr[i], dtype=np.float32) for i in indices]
+        low, high = min(float(m.min()) for m in shown), max(float(m.max()) for m in shown)
+        limits[label] = (low, max(high, low + 1e-12))
+    for c, i in enumerate(indices):
+        for r, (label, arr, cmap) in enumerate(rows):
+            ax = axes[r, c]
+            img = np.asarray(arr[i], dtype=np.float32)
+            vmin, vmax = limits.get(label, (0.0, 1.0))
+            ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0 and titles is not None:
+                ax.set_title(str(titles[c]), fontsize=8)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 # --------------------------------------------------------------------------- anomaly detection

@@ -23,17 +23,22 @@ every pixel; ``"valid"`` keeps only the windows that lie inside the image (the m
 by ``window_size - 1`` pixels in each direction), as ``tf.image.ssim`` does: its mean equals
 ``tf.image.ssim`` and scikit-image's mean SSIM.
 
-Taught in notebook 05.  Keras is imported inside the functions (importing this module is cheap).
+:func:`gaussian_window`, :func:`ssim_map` and :func:`ssim_loss` are written out in notebook 05
+(cells ``# Saved in course_lib.ssim as ...``); :func:`prepare_ssim_inputs`,
+:func:`gaussian_filter_stack` and :func:`ssim_residual_map` are the plumbing around them.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from keras import ops
 
 PADDINGS = ("same", "valid")
 
 
-def _check_settings(data_range, window_size, sigma, k1, k2, padding) -> None:
+def check_ssim_settings(data_range, window_size, sigma, k1, k2, padding) -> None:
+    """Raise ValueError unless the SSIM settings are usable: positive finite ``data_range``,
+    ``sigma``, ``k1``, ``k2``; an odd ``window_size`` >= 3; ``padding`` "same" or "valid"."""
     for name, value in (("data_range", data_range), ("sigma", sigma), ("k1", k1), ("k2", k2)):
         try:
             v = float(value)
@@ -49,61 +54,19 @@ def _check_settings(data_range, window_size, sigma, k1, k2, padding) -> None:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
 
 
-def gaussian_window(window_size: int = 11, sigma: float = 1.5) -> np.ndarray:
-    """The normalised 1-D Gaussian weights of the SSIM window (sum 1, length ``window_size``).
-
-    The 2-D window is the outer product of this vector with itself, so the filter runs as two
-    1-D convolutions (rows, then columns).  Taught in notebook 05.
-    """
-    _check_settings(1.0, window_size, sigma, 0.01, 0.03, "same")
-    coords = np.arange(window_size, dtype=np.float64) - (window_size - 1) / 2.0
-    g = np.exp(-0.5 * (coords / float(sigma)) ** 2)
+def gaussian_window(window_size=11, sigma=1.5):
+    """The 1-D Gaussian weights of the SSIM window (length window_size, sum 1).  The 2-D
+    window is their outer product, so filtering runs as two 1-D passes (rows, then columns)."""
+    check_ssim_settings(1.0, window_size, sigma, 0.01, 0.03, "same")
+    coords = np.arange(window_size) - (window_size - 1) / 2
+    g = np.exp(-0.5 * (coords / sigma) ** 2)
     return g / g.sum()
 
 
-def ssim_map(x, y, data_range: float = 1.0, window_size: int = 11, sigma: float = 1.5,
-             k1: float = 0.01, k2: float = 0.03, padding: str = "same",
-             dtype: str = "float32"):
-    """Per-pixel SSIM of two batches of images (a Keras tensor, differentiable).
-
-    Parameters
-    ----------
-    x, y : array-like or tensor of shape (batch, H, W) or (batch, H, W, C)
-        Two batches of the same shape, values in a range of width ``data_range``.  Each
-        channel is compared separately (as scikit-image does with ``channel_axis=-1``).
-        ``H`` and ``W`` must be at least ``window_size``.
-    data_range : float
-        Width of the value range ``L`` (1.0 for [0, 1] images, 255 for uint8).
-    window_size, sigma : int, float
-        Size (odd) and standard deviation of the Gaussian window (11 and 1.5).
-    k1, k2 : float
-        Stabilising constants, ``C1 = (k1 L)^2`` and ``C2 = (k2 L)^2``.
-    padding : {"same", "valid"}
-        ``"same"``: mirror the image at its borders, output (batch, H, W[, C]) equal to
-        scikit-image's full SSIM map; ``"valid"``: windows inside the image only, output
-        (batch, H - window_size + 1, W - window_size + 1[, C]) as in ``tf.image.ssim``.
-    dtype : {"float32", "float64"}
-        Precision of the computation.  float32 (fast, for training) agrees with
-        scikit-image to a few 1e-4 at worst (nearly flat windows far from the image's mean
-        value, where the variance is a small difference of large numbers); float64 to
-        about 1e-9 but runs several times slower on a CPU.
-
-    Returns
-    -------
-    tensor of ``dtype``, same rank as the input
-        SSIM in [-1, 1] per pixel (1: identical windows).
-
-    Raises
-    ------
-    ValueError
-        Shapes that differ or are not (batch, H, W[, C]), images smaller than the window,
-        or settings out of range.
-
-    Taught in notebook 05.
-    """
-    from keras import ops
-
-    _check_settings(data_range, window_size, sigma, k1, k2, padding)
+def prepare_ssim_inputs(x, y, data_range, window_size, sigma, k1, k2, padding, dtype):
+    """Check the settings and the two batches; return ``(x, y, squeeze)``: tensors of shape
+    (batch, H, W, C) in ``dtype`` and whether a channel axis was added (input (batch, H, W))."""
+    check_ssim_settings(data_range, window_size, sigma, k1, k2, padding)
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}.")
     x = ops.cast(ops.convert_to_tensor(x), dtype)
@@ -122,63 +85,56 @@ def ssim_map(x, y, data_range: float = 1.0, window_size: int = 11, sigma: float 
     squeeze = len(x.shape) == 3
     if squeeze:
         x, y = ops.expand_dims(x, -1), ops.expand_dims(y, -1)
-    channels = x.shape[-1]
-    if channels is None:
+    if x.shape[-1] is None:
         raise ValueError("the channel axis of x must have a known size.")
+    return x, y, squeeze
 
-    # Second moments are taken about each image's mean (a constant, so the local variances
-    # are unchanged): this keeps E[x^2] - E[x]^2 from cancelling in bright, flat windows.
-    cx = ops.stop_gradient(ops.mean(x, axis=(1, 2), keepdims=True))
-    cy = ops.stop_gradient(ops.mean(y, axis=(1, 2), keepdims=True))
-    xc, yc = x - cx, y - cy
-    # Filter the five local statistics in one pass: stack them along the channel axis.
-    stack = ops.concatenate([x, y, xc * xc, yc * yc, xc * yc], axis=-1)
+
+def gaussian_filter_stack(stack, window_size, sigma, padding):
+    """Gaussian-weighted window average of every channel of ``stack`` (batch, H, W, n): two
+    1-D depthwise convolutions; ``padding="same"`` mirrors the borders first (scipy's
+    ``mode="reflect"``, as scikit-image does), ``"valid"`` keeps the windows inside."""
     if padding == "same":
         r = (window_size - 1) // 2
         stack = ops.pad(stack, [[0, 0], [r, r], [r, r], [0, 0]], mode="symmetric")
-    g = gaussian_window(window_size, sigma).astype(dtype)
-    n = 5 * channels
-    kernel_rows = ops.convert_to_tensor(np.tile(g.reshape(window_size, 1, 1, 1), (1, 1, n, 1)))
-    kernel_cols = ops.convert_to_tensor(np.tile(g.reshape(1, window_size, 1, 1), (1, 1, n, 1)))
-    filtered = ops.depthwise_conv(stack, kernel_rows, padding="valid")
-    filtered = ops.depthwise_conv(filtered, kernel_cols, padding="valid")
-    mu_x, mu_y, e_xx, e_yy, e_xy = ops.split(filtered, 5, axis=-1)
+    g = gaussian_window(window_size, sigma).astype(ops.dtype(stack))
+    n = stack.shape[-1]
+    rows = ops.convert_to_tensor(np.tile(g.reshape(window_size, 1, 1, 1), (1, 1, n, 1)))
+    cols = ops.convert_to_tensor(np.tile(g.reshape(1, window_size, 1, 1), (1, 1, n, 1)))
+    return ops.depthwise_conv(ops.depthwise_conv(stack, rows, padding="valid"), cols,
+                              padding="valid")
 
-    c1 = (float(k1) * float(data_range)) ** 2
-    c2 = (float(k2) * float(data_range)) ** 2
+
+def ssim_map(x, y, data_range=1.0, window_size=11, sigma=1.5, k1=0.01, k2=0.03,
+             padding="same", dtype="float32"):
+    """Per-pixel SSIM of two batches of images (batch, H, W[, C]): a Keras tensor, so it can
+    be a loss.  padding="same": the map has the images' size (equal to scikit-image's full
+    map); "valid": only windows inside the image (as tf.image.ssim)."""
+    x, y, squeeze = prepare_ssim_inputs(x, y, data_range, window_size, sigma, k1, k2,
+                                        padding, dtype)
+    # Second moments about each image's mean (a constant: the variances are unchanged) keep
+    # E[x^2] - E[x]^2 from cancelling in bright, flat windows.
+    cx = ops.stop_gradient(ops.mean(x, axis=(1, 2), keepdims=True))
+    cy = ops.stop_gradient(ops.mean(y, axis=(1, 2), keepdims=True))
+    xc, yc = x - cx, y - cy
+    # The five local statistics, filtered in one pass: means, variances and covariance.
+    stats = gaussian_filter_stack(ops.concatenate([x, y, xc * xc, yc * yc, xc * yc], -1),
+                                  window_size, sigma, padding)
+    mu_x, mu_y, e_xx, e_yy, e_xy = ops.split(stats, 5, axis=-1)
     dx, dy = mu_x - cx, mu_y - cy
-    var_x = e_xx - dx * dx
-    var_y = e_yy - dy * dy
-    cov_xy = e_xy - dx * dy
-    numerator = (2.0 * mu_x * mu_y + c1) * (2.0 * cov_xy + c2)
-    denominator = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-    result = numerator / denominator
-    return ops.squeeze(result, axis=-1) if squeeze else result
+    var_x, var_y, cov_xy = e_xx - dx * dx, e_yy - dy * dy, e_xy - dx * dy
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
+    contrast_structure = (2 * cov_xy + c2) / (var_x + var_y + c2)
+    ssim = luminance * contrast_structure
+    return ops.squeeze(ssim, axis=-1) if squeeze else ssim
 
 
 def ssim_loss(y_true, y_pred):
-    """``1 - SSIM`` per image, for ``model.compile(loss=ssim_loss)``.
-
-    Uses the standard settings (11 x 11 Gaussian window, sigma 1.5, data range 1: images in
-    [0, 1]) and ``padding="valid"``, so ``1 - ssim_loss`` equals ``tf.image.ssim``.  Inputs of
-    shape (batch, H, W) or (batch, H, W, C) with H, W >= 11.
-
-    Returns
-    -------
-    tensor of shape (batch,)
-        Keras averages it over the batch.  0 for a perfect reconstruction, up to 2.
-
-    A model saved after compiling with this loss is reloaded with
-    ``keras.models.load_model(path, custom_objects={"ssim_loss": ssim_loss})`` (or
-    ``compile=False``).  Taught in notebook 05.
-    """
-    from keras import ops
-
-    y_true = ops.cast(y_true, "float32")
-    y_pred = ops.cast(y_pred, "float32")
-    s = ssim_map(y_true, y_pred, padding="valid")
-    axes = tuple(range(1, len(s.shape)))
-    return 1.0 - ops.mean(s, axis=axes)
+    """1 - mean SSIM per image (windows inside the image, as tf.image.ssim), for
+    model.compile(loss=ssim_loss): 0 for a perfect reconstruction, at most 2."""
+    s = ssim_map(ops.cast(y_true, "float32"), ops.cast(y_pred, "float32"), padding="valid")
+    return 1.0 - ops.mean(s, axis=tuple(range(1, len(s.shape))))
 
 
 def ssim_residual_map(x, y, data_range: float = 1.0, window_size: int = 11,
@@ -206,7 +162,7 @@ def ssim_residual_map(x, y, data_range: float = 1.0, window_size: int = 11,
         structure differs.  Borders are mirrored (``padding="same"``), so the map lines up
         with the image and its ground-truth mask pixel for pixel.
 
-    Taught in notebook 05.
+    Used in notebook 05 (by ``residual_maps``).
     """
     a = np.asarray(x)
     b = np.asarray(y)
@@ -225,8 +181,6 @@ def ssim_residual_map(x, y, data_range: float = 1.0, window_size: int = 11,
             raise ValueError(f"{name}: contains NaN or infinite values.")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    from keras import ops
-
     out = np.empty(a.shape, dtype=np.float32)
     for start in range(0, len(a), batch_size):
         stop = start + batch_size

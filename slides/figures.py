@@ -17,7 +17,6 @@ from functools import cached_property
 import numpy as np
 
 NORMAL_DIGIT = 7          # notebooks 03 and 06 use digit 7 as the normal class
-TEXTURE = "brick"         # notebooks 05 and 07 use the brick texture offline
 FIGURES = {}              # name -> function(run) -> (figure, facts)
 
 
@@ -68,11 +67,12 @@ class Run:
         return train_one_class(x_normal, self.profile, seed=self.seed)
 
     @cached_property
-    def textures(self):
-        from course_lib.data.textures import load_textures
+    def kolektor(self):
+        """Real cracks: the KolektorSDD subset shipped in data/ (notebooks 05 and 07)."""
+        from course_lib.data.kolektor import load_kolektor
 
-        data = load_textures(TEXTURE, profile=self.profile)
-        self.sources["textures"] = data.source
+        data = load_kolektor(self.profile)
+        self.sources["KolektorSDD"] = data.source
         return data
 
 
@@ -203,30 +203,31 @@ def creditcard(run: Run):
                  "pca_ap": f"{r['baseline_pca_auprc']:.3f}"}
 
 
-def _map_rows(data, maps: dict, n: int = 6) -> dict:
-    """Rows of defective test images, their masks and each method's anomaly map."""
+def _map_figure(data, maps: dict, n: int = 6):
+    """Defective test images, their masks and each method's anomaly maps (notebooks 05, 07)."""
+    from course_lib.plots import plot_anomaly_maps
+
     show = np.flatnonzero(data.y_test == 1)[:n]
-    rows = {"image": data.x_test[show], "ground truth": data.masks_test[show].astype(float)}
-    for name, m in maps.items():
-        m = m[show]
-        rows[name] = m / max(float(m.max()), 1e-12)
-    return rows
+    return plot_anomaly_maps(data.x_test, data.masks_test, maps, show, size=1.2)
 
 
 @figure
 def mvtec_l2_vs_ssim(run: Run):
-    """Residual maps of the L2 and the SSIM autoencoder next to the ground truth (notebook 05)."""
+    """Residual maps of the L2 and the SSIM patch autoencoder next to the ground truth, on real
+    cracks at the images' own aspect ratio (notebook 05)."""
     from course_lib.experiments import mvtec_autoencoder_experiment
-    from course_lib.plots import plot_image_rows
 
-    data = run.textures
+    data = run.kolektor
     results, maps = {}, {}
     for loss in ("l2", "ssim"):
-        results[loss], details = mvtec_autoencoder_experiment(data, loss=loss, profile=run.profile,
-                                                  seed=run.seed, return_details=True)
+        results[loss], details = mvtec_autoencoder_experiment(data, loss=loss,
+                                                              profile=run.profile,
+                                                              seed=run.seed,
+                                                              return_details=True)
         maps[f"{loss.upper()} residual"] = details["test_maps"]
-    fig = plot_image_rows(_map_rows(data, maps), n=6, figsize_per_image=1.3)
-    facts = {"category": data.category, "size": data.x_test.shape[1],
+    fig = _map_figure(data, maps)
+    facts = {"category": data.category, "size": data.sizes, "scale": f"{data.scale:g}",
+             "patch": results["l2"]["patch_size"], "stride": results["l2"]["stride"],
              "n_test": len(data.x_test), "n_defective": int(data.y_test.sum())}
     for loss, r in results.items():
         for key in ("image_auroc", "pixel_auroc", "aupro"):
@@ -278,23 +279,23 @@ def anogan(run: Run):
 
 @figure
 def feature_maps(run: Run):
-    """Feature-dictionary and memory-bank anomaly maps on the same images (notebook 07)."""
-    from course_lib.experiments import mvtec_feature_experiment
-    from course_lib.features import load_backbone
-    from course_lib.plots import plot_image_rows
+    """Feature-dictionary and memory-bank anomaly maps on the same cracks (notebook 07)."""
+    from course_lib.experiments import feature_backbone, mvtec_feature_experiment, \
+        split_good_images
 
-    data = run.textures
-    backbone = load_backbone("auto", seed=run.seed, verbose=False)
+    data = run.kolektor
+    x_fit, _ = split_good_images(data.x_train, seed=run.seed)
+    backbone = feature_backbone("auto", x_fit, run.profile, seed=run.seed)
     results, maps = {}, {}
     for method, label in (("dictionary", "dictionary"), ("knn", "memory bank")):
         results[method], details = mvtec_feature_experiment(data, method, profile=run.profile,
-                                                      seed=run.seed, backbone=backbone,
-                                                      return_details=True)
+                                                            seed=run.seed, backbone=backbone,
+                                                            return_details=True)
         maps[label] = details["test_maps"]
-    fig = plot_image_rows(_map_rows(data, maps), n=6, figsize_per_image=1.3)
+    fig = _map_figure(data, maps)
     facts = {"backbone": backbone.name,
              "pretrained": "ImageNet-pretrained" if backbone.pretrained else
-             "random-weight stand-in (offline; no pretrained weights)"}
+             "learned offline from the good images (no pretrained weights)"}
     for method, r in results.items():
         for key in ("image_auroc", "pixel_auroc", "aupro"):
             facts[f"{method}_{key}"] = f"{r[key]:.2f}"

@@ -30,7 +30,8 @@ NOTEBOOKS = REPO / "notebooks"
 SLIDES = REPO / "slides"
 
 #: The order of the ``data`` subpackage (its docstring line says only ``data.*``).
-DATA_ORDER = ("common", "mnist", "creditcard", "mvtec", "textures", "ecg", "cache")
+DATA_ORDER = ("common", "mnist", "creditcard", "mvtec", "textures", "kolektor", "ecg",
+              "cache")
 #: Inside ``cli``: what the tools share, then the tools (same rank: none imports another).
 CLI_SHARED = ("common", "notebooks")
 CLI_TOOLS = ("runner", "bench", "data", "doctor", "colab")
@@ -505,8 +506,9 @@ def test_list_notebooks_sorts_and_keeps_only_numbered_notebooks(tmp_path):
 def test_every_tool_uses_the_same_list_notebooks():
     from course_lib.cli import bench, colab, common, runner
 
-    assert runner.list_notebooks is common.list_notebooks
-    assert bench.list_notebooks is common.list_notebooks
+    assert runner.notebook_paths is common.notebook_paths  # which default to list_notebooks
+    assert bench.notebook_paths is common.notebook_paths
+    assert common.notebook_paths([]) == common.list_notebooks()
     assert colab._list_notebooks is common.list_notebooks
     assert colab.list_notebooks() == common.list_notebooks()
 

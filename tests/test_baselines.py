@@ -32,7 +32,7 @@ def test_planted_bright_square_gets_the_highest_values(model, margin):
     good = _good_images()
     model.fit(good)
     test, mask = _with_square(_good_images(3, seed=1))
-    maps = model.anomaly_map(test)
+    maps = np.stack(model.anomaly_map(test))  # a list (TextureInspection) or an array
     assert maps.shape == test.shape
     assert np.all(np.isfinite(maps))
     near = ndimage.binary_dilation(mask, iterations=margin) if margin else mask
@@ -43,7 +43,7 @@ def test_planted_bright_square_gets_the_highest_values(model, margin):
         # ... and the square's pixels score above nearly every pixel away from it
         assert amap[mask].mean() > np.percentile(amap[~near], 99)
     # the same square region scores lower on defect-free images
-    clean = model.anomaly_map(_good_images(3, seed=2))
+    clean = np.stack(model.anomaly_map(_good_images(3, seed=2)))
     assert clean[:, mask].mean() < maps[:, mask].mean()
 
 
@@ -56,12 +56,47 @@ def test_variation_model_is_a_per_pixel_z_score():
     np.testing.assert_allclose(vm.anomaly_map(x[..., None]), expected)  # channel axis of 1
 
 
-def test_texture_inspection_map_shape_and_patch_scores():
+def test_texture_inspection_map_shape():
     good = _good_images(5, size=30)  # 30 is not a multiple of the stride: edges still covered
     ti = TextureInspection(patch_size=6, stride=4, n_components=2).fit(good)
-    assert ti.anomaly_map(good[:2]).shape == (2, 30, 30)
-    scores = ti.patch_scores(good[:1])
-    assert scores.shape[0] == 1 and scores.ndim == 3
+    maps = ti.anomaly_map(good[:2])
+    assert isinstance(maps, list) and [m.shape for m in maps] == [(30, 30)] * 2
+    assert all(np.all(np.isfinite(m)) for m in maps)
+
+
+def _texture(h, w, seed):
+    """A stripe texture (no fixed position: any crop of it looks the same) with noise."""
+    rng = np.random.default_rng(seed)
+    xx = np.arange(w)[None, :] + rng.integers(0, 6)
+    return np.clip(0.5 + 0.2 * np.sin(xx * np.pi / 3) + rng.normal(0, 0.02, (h, w)), 0, 1) \
+        * np.ones((h, 1))
+
+
+def test_texture_inspection_fits_and_maps_images_of_any_size():
+    """Non-square photos of different sizes: fitted together, one map per image at its size,
+    and a defect found wherever it lies."""
+    good = [_texture(h, w, i) for i, (h, w) in enumerate([(20, 45), (22, 45), (18, 30)])]
+    ti = TextureInspection(patch_size=6, stride=3, n_components=3).fit(good)
+    test = [_texture(21, 40, 7), _texture(16, 52, 8)]
+    test[1][5:9, 30:34] = 1.0
+    maps = ti.anomaly_map(test)
+    assert [m.shape for m in maps] == [(21, 40), (16, 52)]
+    assert maps[1][5:9, 30:34].mean() > maps[0].max()
+    peak = np.unravel_index(np.argmax(maps[1]), maps[1].shape)
+    assert 2 <= peak[0] <= 12 and 27 <= peak[1] <= 37
+    with pytest.raises(ValueError, match="smaller than patch_size"):
+        ti.anomaly_map([np.zeros((5, 40))])
+
+
+def test_variation_model_needs_images_of_one_size():
+    good = [_texture(20, 45, 0), _texture(22, 45, 1)]
+    with pytest.raises(ValueError, match="one size.*20, 45.*22, 45"):
+        VariationModel().fit(good)
+    vm = VariationModel().fit([_texture(20, 45, i) for i in range(3)])  # a list of one size
+    assert vm.mean_.shape == (20, 45)
+    with pytest.raises(ValueError, match="one size"):
+        vm.anomaly_map(good)
+    assert vm.anomaly_map([_texture(20, 45, 5)]).shape == (1, 20, 45)
 
 
 @pytest.mark.parametrize("cls", [VariationModel, TextureInspection])

@@ -282,4 +282,5 @@ def test_machine_info_fields():
 
 
 def test_bench_benchmarks_the_course_notebooks_by_default():
-    assert bench.list_notebooks is common.list_notebooks
+    assert bench.notebook_paths is common.notebook_paths
+    assert common.notebook_paths([]) == common.list_notebooks()

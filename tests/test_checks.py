@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from course_lib.checks import (DataError, check_binary_labels, check_class_labels,
-                               check_features, check_fraction, check_image_batch, check_masks,
-                               check_matrix, check_number, check_positive_int,
-                               check_positive_ints, check_scores, check_scores_and_labels, quote)
+                               check_features, check_fraction, check_image_batch,
+                               check_image_list, check_mask_list, check_masks, check_matrix,
+                               check_number, check_positive_int, check_positive_ints,
+                               check_scores, check_scores_and_labels, quote)
 from course_lib.sampling import seeded_partition, seeded_split, seeded_subset
 
 
@@ -118,6 +119,55 @@ def test_check_masks():
         check_masks(np.zeros((1, 2, 3)), (1, 2, 2))
     with pytest.raises(DataError, match=r"found \[255\].*masks > 0"):
         check_masks(np.array([[[0, 255]]]), (1, 1, 2))
+
+
+# --------------------------------------------------------------------------- image lists
+def test_check_image_list_keeps_each_image_at_its_size():
+    """Photos of one line rarely share a size: a list of 2-D arrays, each kept as it is."""
+    rng = np.random.default_rng(0)
+    images = [rng.random((40, 90)), rng.random((44, 90, 1)), rng.random((12, 7))]
+    out = check_image_list(images, dtype=np.float32)
+    assert isinstance(out, list) and [a.shape for a in out] == [(40, 90), (44, 90), (12, 7)]
+    assert all(a.dtype == np.float32 for a in out)
+    np.testing.assert_allclose(out[1], images[1][..., 0], rtol=1e-6)
+    assert len(check_image_list(tuple(images))) == 3
+    batch = check_image_list(rng.random((2, 8, 6, 1)), dtype=np.float64)  # an array works too
+    assert isinstance(batch, list) and [a.shape for a in batch] == [(8, 6)] * 2
+    assert check_image_list([np.ones((3, 3), bool)])[0].max() == 1.0
+
+
+@pytest.mark.parametrize("x, kwargs, message", [
+    (np.zeros((4, 4)), {}, r"list of 2-D images .*shape \(4, 4\)"),
+    ("image.png", {}, "list of 2-D images"),
+    ([], {}, "at least 1 image"),
+    ([np.zeros((4, 4))], {"min_images": 2}, "at least 2 image"),
+    ([np.zeros((4, 4)), np.zeros((4, 4, 3))], {}, r"maps\[1\]: expected a 2-D"),
+    ([np.zeros((20, 20)), np.zeros((8, 30))], {"min_side": 16}, r"maps\[1\].*16x16"),
+    ([np.zeros((4, 4)), np.full((5, 5), np.nan)], {}, r"maps\[1\].*NaN"),
+    ([np.full((4, 4), 2.0)], {"unit_range": True}, r"maps\[0\].*\[0, 1\]"),
+    ([[["a"]]], {}, "numbers"),
+])
+def test_check_image_list_names_the_bad_image(x, kwargs, message):
+    with pytest.raises(DataError, match=message) as exc:
+        check_image_list(x, name="maps", **kwargs)
+    assert str(exc.value).startswith("maps")
+
+
+def test_check_mask_list_matches_each_image():
+    shapes = [(4, 6), (5, 6)]
+    masks = [np.zeros((4, 6), np.uint8), np.ones((5, 6, 1), np.float32)]
+    out = check_mask_list(masks, shapes)
+    assert [m.shape for m in out] == shapes and all(m.dtype == bool for m in out)
+    assert out[1].all() and not out[0].any()
+    assert [m.shape for m in check_mask_list(np.zeros((2, 4, 6)), [(4, 6)] * 2)] == [(4, 6)] * 2
+    with pytest.raises(DataError, match="expected 2 masks, one per image, got 1"):
+        check_mask_list(masks[:1], shapes)
+    with pytest.raises(DataError, match=r"masks\[1\] has shape \(4, 6\), not the same shape as its image and map \(5, 6\)"):
+        check_mask_list([masks[0], np.zeros((4, 6))], shapes)
+    with pytest.raises(DataError, match=r"masks\[0\].*found \[255\]"):
+        check_mask_list([np.full((4, 6), 255), masks[1]], shapes)
+    with pytest.raises(DataError, match="expected 2 masks"):
+        check_mask_list(np.zeros((4, 6)), shapes)
 
 
 # --------------------------------------------------------------------------- scores, labels, tables

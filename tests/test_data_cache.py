@@ -225,6 +225,28 @@ def test_status_reports_damaged_embedded_copies(caches, monkeypatch, capsys):
     assert "Remove the folder" in item.hint
 
 
+def test_status_checks_the_embedded_kolektor_subset(caches, monkeypatch, capsys):
+    """The KolektorSDD subset (data/kolektorsdd) is an embedded item: every file's sha256 is
+    checked; a damaged image makes status fail with how to restore it."""
+    assert _states()["KolektorSDD subset (embedded)"] == "OK"  # the repository's own copy
+    copy = caches / "data"
+    shutil.copytree(data_dir() / "kolektorsdd", copy / "kolektorsdd")
+    monkeypatch.setenv("COURSE_DATA_DIR", str(copy))
+    assert main(["status"]) == 0
+    rows = {line.split("  ")[0]: line for line in capsys.readouterr().out.splitlines()}
+    row = rows["KolektorSDD subset (embedded)"]
+    assert " OK " in row and str(copy / "kolektorsdd") in row and "MB" in row
+    image = sorted((copy / "kolektorsdd" / "kolektor" / "test" / "crack").iterdir())[0]
+    image.write_bytes(image.read_bytes()[:-10])
+    assert main(["status"]) == 1
+    out = capsys.readouterr().out
+    rows = {line.split("  ")[0]: line for line in out.splitlines()}
+    assert "corrupted" in rows["KolektorSDD subset (embedded)"]
+    assert "git checkout -- data/kolektorsdd" in out
+    shutil.rmtree(copy / "kolektorsdd")
+    assert _states()["KolektorSDD subset (embedded)"] == "missing"
+
+
 def test_status_never_touches_the_network(server, caches, monkeypatch, capsys):
     def no_network(*args, **kwargs):
         raise AssertionError("status must not use the network")

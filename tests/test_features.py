@@ -1,10 +1,10 @@
-"""Tests of notebook 07's helpers (``course_lib.features``): backbones, patch features, the
-feature dictionary and the PatchCore-style memory bank.  No network: the random-conv
-backbone, and a local HTTP server where a download is tested."""
+"""Tests of notebook 07's helpers (``course_lib.features``): backbones (random, learned from
+the good images, pretrained), patch features of images of any sizes, the feature dictionary
+and the PatchCore-style memory bank.  No internet: the pretrained path is tried end to end with
+a small network whose weights a local HTTP server serves."""
 
-import http.server
+import hashlib
 import socket
-import threading
 import time
 
 import numpy as np
@@ -13,6 +13,7 @@ import pytest
 from course_lib import download
 from course_lib import features as F
 from course_lib.checks import DataError
+from test_download import LocalServer, no_proxy
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,10 @@ def backbone():
 
 @pytest.fixture(scope="module")
 def images():
+    """Six images of three sizes, non-square among them."""
     rng = np.random.default_rng(0)
-    return rng.uniform(0, 1, (6, 32, 32)).astype(np.float32)
+    return [rng.uniform(0, 1, shape).astype(np.float32)
+            for shape in [(32, 32)] * 3 + [(36, 44), (24, 52), (36, 44)]]
 
 
 @pytest.fixture
@@ -34,30 +37,40 @@ def keras_home(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- backbone
-def test_patch_features_shape(backbone, images):
+def test_patch_features_of_images_of_different_sizes(backbone, images):
     feats = F.patch_features(backbone, images)
-    assert feats.shape == (6, 8, 8, F.RANDOM_FILTERS[-1]) and feats.dtype == np.float32
-    assert np.all(np.isfinite(feats)) and feats.std() > 0
+    assert isinstance(feats, list) and len(feats) == 6
+    assert [f.shape for f in feats] == [(8, 8, 128)] * 3 + [(9, 11, 128), (6, 13, 128),
+                                                            (9, 11, 128)]
+    assert all(f.dtype == np.float32 and np.all(np.isfinite(f)) for f in feats)
+    assert feats[0].std() > 0
+    # the same image gives the same features whatever else is in the batch
+    alone = F.patch_features(backbone, [images[4]])[0]
+    np.testing.assert_allclose(alone, feats[4], atol=1e-5)
     # fixed random weights: the same seed gives the same features, another seed others
-    again = F.patch_features(F.random_conv_backbone(seed=0), images)
-    assert np.allclose(feats, again, atol=1e-5)
-    other = F.patch_features(F.random_conv_backbone(seed=1), images)
-    assert not np.allclose(feats, other, atol=1e-3)
-    # any size: one feature per 4 x 4 pixels, rounded down; (N, H, W, 1) is accepted
-    assert F.patch_features(backbone, images[:2, :24, :20, None]).shape[:3] == (2, 6, 5)
+    again = F.patch_features(F.random_conv_backbone(seed=0), images[:3])
+    np.testing.assert_allclose(np.stack(again), np.stack(feats[:3]), atol=1e-5)
+    other = F.patch_features(F.random_conv_backbone(seed=1), images[:3])
+    assert not np.allclose(np.stack(other), np.stack(feats[:3]), atol=1e-3)
+    # one feature per 4 x 4 pixels, rounded down; (N, H, W, 1) arrays are accepted
+    batch = np.stack(images[:2])[:, :23, :21, None]
+    assert [f.shape[:2] for f in F.patch_features(backbone, batch)] == [(5, 5)] * 2
 
 
 def test_auto_falls_back_when_pretrained_fails(monkeypatch, capsys):
-    def fail():
+    def fail(spec=F.RESNET50):
         raise OSError("no network (test)")
 
-    monkeypatch.setattr(F, "_load_pretrained", fail)
+    monkeypatch.setattr(F, "pretrained_backbone", fail)
     bb = F.load_backbone("auto")
     assert bb.name == "random-conv" and not bb.pretrained and bb.stride == 4
     out = capsys.readouterr().out
     assert "Backbone: random-conv" in out and "no network (test)" in out
     with pytest.raises(OSError, match="load_backbone\\('random'\\)"):
         F.load_backbone("pretrained", verbose=False)
+    with pytest.raises(DataError, match="learned_backbone"):
+        F.load_backbone("learned")
+    assert "learned" in F.BACKBONE_KINDS
 
 
 def test_pretrained_fails_fast_without_network(monkeypatch, keras_home):
@@ -95,44 +108,175 @@ def test_offline_mode_never_touches_network(monkeypatch, keras_home):
     assert F.load_backbone("auto", verbose=False).name == "random-conv"
     with pytest.raises(OSError, match="COURSE_DATA=offline"):
         F.load_backbone("pretrained", verbose=False)
+    assert F.pretrained_weights_path() == keras_home / "models" / F.PRETRAINED_WEIGHTS_FILE
 
 
-def test_pretrained_weights_are_checked_before_they_are_kept(monkeypatch, keras_home):
-    """A server that sends the wrong bytes: the md5 check refuses them, nothing is cached."""
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
-                "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+# --------------------------------------------------------------------------- pretrained, online
+def _tiny_net():
+    """A small stand-in for ResNet50: 3-channel images of any size -> 6 features, stride 4."""
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="c1")(inputs)
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", name="c2")(x)
+    return keras.Model(inputs, x, name="tiny")
+
+
+def _build_tiny(path):
+    net = _tiny_net()
+    net.load_weights(str(path))
+    return net
+
+
+def _scale(batch):
+    return batch / 127.5 - 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """(network, bytes of its saved weights) - the 'pretrained' model the tests download."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    net = _tiny_net()
+    path = tmp_path_factory.mktemp("weights") / "tiny.weights.h5"
+    net.save_weights(str(path))
+    return net, path.read_bytes()
+
+
+def _spec(url, md5):
+    return F.PretrainedSpec("tiny-test", "tiny.weights.h5", url, md5, _build_tiny,
+                            "a tiny network for the tests", upscale=2, stride=2,
+                            preprocess=_scale)
+
+
+def test_pretrained_backbone_downloads_verifies_and_caches(tiny_weights, keras_home,
+                                                           monkeypatch, images):
+    """The online path end to end, on 127.0.0.1: download into Keras' cache, md5 checked,
+    the model built from the file; the next call (even offline) uses the cache."""
+    no_proxy(monkeypatch)
     monkeypatch.setenv("COURSE_DATA", "auto")
-    served = []
+    net, payload = tiny_weights
+    md5 = hashlib.md5(payload).hexdigest()
+    with LocalServer({"/w/tiny.weights.h5": payload}) as server:
+        spec = _spec(server.url("/w/tiny.weights.h5"), md5)
+        bb = F.pretrained_backbone(spec)
+        assert [r["path"] for r in server.log] == ["/w/tiny.weights.h5"]
+        path = F.pretrained_weights_path(spec)
+        assert path == keras_home / "models" / "tiny.weights.h5"
+        assert path.read_bytes() == payload
+        assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.weights.h5"]
+        assert bb.pretrained and bb.name == "tiny-test" and bb.channels == 3
+        assert (bb.upscale, bb.stride) == (2, 2) and "tiny network" in str(bb)
+        feats = F.patch_features(bb, images[2:5])
+        m = F.MIRROR_CELLS
+        for img, f in zip(images[2:5], feats):  # mirrored border, enlarged 2x, grey to RGB
+            big = np.pad(img, m * 2, mode="reflect")                     # 0-255, preprocessed
+            big = np.repeat(np.repeat(big, 2, 0), 2, 1)
+            x = _scale(np.repeat(big[None, ..., None], 3, axis=-1) * 255.0)
+            np.testing.assert_allclose(f, net.predict(x, verbose=0)[0, m:-m, m:-m], atol=1e-5)
+            assert f.shape == (img.shape[0] // 2, img.shape[1] // 2, 6)
+        monkeypatch.setenv("COURSE_DATA", "offline")  # cached: no network needed
+        again = F.pretrained_backbone(spec)
+        assert len(server.log) == 1
+        np.testing.assert_allclose(F.patch_features(again, images[2:3])[0], feats[0], atol=1e-6)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            served.append(self.path)
-            body = b"not the ResNet50 weights" * 100
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
+def test_pretrained_weights_with_a_wrong_md5_are_refused(tiny_weights, keras_home,
+                                                         monkeypatch):
+    no_proxy(monkeypatch)
+    monkeypatch.setenv("COURSE_DATA", "auto")
+    _, payload = tiny_weights
+    with LocalServer({"/tiny.weights.h5": payload}) as server:
+        spec = _spec(server.url("/tiny.weights.h5"), "0" * 32)
+        with pytest.raises(DataError, match="md5"):
+            F.pretrained_backbone(spec)
+        assert len(server.log) == 1
+        path = F.pretrained_weights_path(spec)
+        assert not path.exists() and list(path.parent.iterdir()) == []  # no temporary file
+        monkeypatch.setenv("COURSE_DATA", "offline")  # offline: refused at once, no request
+        with pytest.raises(OSError, match="COURSE_DATA=offline"):
+            F.pretrained_backbone(spec)
+        assert len(server.log) == 1
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        monkeypatch.setattr(F, "PRETRAINED_WEIGHTS_URL",
-                            f"http://127.0.0.1:{httpd.server_address[1]}/w.h5")
-        with pytest.raises(OSError, match="md5"):
-            F.load_backbone("pretrained", verbose=False)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-    assert served == ["/w.h5"]
-    path = F.pretrained_weights_path()
-    assert path.parent.parent == keras_home and not path.exists()
-    assert list(path.parent.iterdir()) == []  # no temporary file left either
+
+def test_resnet50_spec_points_at_keras_own_weights():
+    assert F.RESNET50.url.endswith("/" + F.RESNET50.filename) and len(F.RESNET50.md5) == 32
+    assert F.RESNET50.url.startswith("https://storage.googleapis.com/")
+    assert F.RESNET50.upscale == F.PRETRAINED_UPSCALE and F.RESNET50.preprocess is not None
+
+
+# --------------------------------------------------------------------------- learned
+@pytest.fixture(scope="module")
+def learned(images):
+    """A backbone learned from the good images: the first stage of a tiny patch autoencoder
+    trained for one epoch (trained weights are not needed to check the mechanics)."""
+    import keras
+
+    from course_lib.images import random_patches
+    from course_lib.models import MVTEC_FILTERS, build_mvtec_autoencoder
+
+    keras.utils.set_random_seed(0)
+    autoencoder, _, _ = build_mvtec_autoencoder(16, "l2")
+    patches = random_patches(images, 64, 16)
+    autoencoder.fit(patches, patches, epochs=1, batch_size=32, verbose=0)
+    return autoencoder, F.learned_backbone(autoencoder, images[:4], seed=0), MVTEC_FILTERS[0]
+
+
+def test_learned_backbone_features(learned, images):
+    import keras
+
+    autoencoder, bb, channels = learned
+    assert bb.name == "learned-ae" and not bb.pretrained and bb.stride == 2
+    assert (bb.channels, bb.upscale) == (1, 1) and f"{channels} standardised" in bb.description
+    feats = F.patch_features(bb, images)
+    assert [f.shape for f in feats] == [(16, 16, channels)] * 3 + [
+        (18, 22, channels), (12, 26, channels), (18, 22, channels)]
+    # its first layer IS the autoencoder's (shared, trained) first convolution
+    conv = bb.model.get_layer("learned_stage").layers[1]
+    encoder_conv = autoencoder.get_layer("encoder").get_layer("enc_conv_0")
+    assert conv is encoder_conv
+    # before the 3x3 average, the features of the images it was fitted on are standardised
+    standard = keras.Model(bb.model.input, bb.model.get_layer("standardise").output)
+    flat = np.concatenate([standard.predict(img[None, ..., None], verbose=0)[0].reshape(
+        -1, channels) for img in images[:4]])
+    live = flat.std(axis=0) > 1e-3  # a filter that never fires stays 0
+    assert live.sum() >= channels // 2
+    np.testing.assert_allclose(flat.mean(axis=0), 0, atol=1e-3)
+    np.testing.assert_allclose(flat.std(axis=0)[live], 1, atol=1e-2)
+    with pytest.raises(DataError, match="x_fit"):
+        F.learned_backbone(autoencoder, [np.zeros((8, 8))])
+
+
+def test_memory_bank_and_dictionary_on_images_of_different_sizes(learned, images):
+    _, bb, _ = learned
+    good = images[:4]
+    test = [img.copy() for img in images[4:]]
+    test[0][4:10, 20:30] = 1.0  # a bright flaw in the 24x52 image
+    for model in (F.FeatureDictionary(bb, n_clusters=4, max_patches=400),
+                  F.PatchMemoryBank(bb, coreset="greedy", fraction=0.5, max_patches=400)):
+        model.fit(good)
+        assert model.n_features_ == bb.model.output.shape[-1] and model.n_patches_ == 400
+        maps = model.score_map(test)
+        assert isinstance(maps, list) and [m.shape for m in maps] == [(24, 52), (36, 44)]
+        assert all(np.all(np.isfinite(m)) and m.min() >= 0 for m in maps)
+        assert [m.shape for m in model.patch_score_maps(test)] == [(12, 26), (18, 22)]
+        assert maps[0][4:10, 20:30].mean() > np.percentile(maps[1], 95)
+
+
+def test_upsample_maps_to_each_images_size():
+    pm = [np.arange(12, dtype=float).reshape(3, 4), np.ones((5, 2))]
+    out = F.upsample_maps(pm, [(12, 16), (21, 9)], sigma=0)
+    assert [m.shape for m in out] == [(12, 16), (21, 9)] and out[0].dtype == np.float32
+    np.testing.assert_allclose(out[1], 1.0)
+    assert out[0][0, 0] == pytest.approx(0) and out[0][-1, -1] == pytest.approx(11)
+    assert np.all(np.diff(out[0], axis=1) >= 0)  # bilinear: still increasing along a row
+    smooth = F.upsample_maps(pm, [(12, 16), (21, 9)], sigma=2.0)
+    assert smooth[0].std() < out[0].std()
+    with pytest.raises(DataError, match="2 patch maps for 1 image shapes"):
+        F.upsample_maps(pm, [(12, 16)])
+    with pytest.raises(DataError, match="2-D"):
+        F.upsample_maps([np.ones((2, 2, 2))], [(4, 4)])
 
 
 def test_bad_inputs_rejected(backbone):
@@ -210,9 +354,11 @@ def test_dictionary_respects_max_patches(monkeypatch):
 def test_score_maps_have_image_shape(backbone, images):
     for model in (F.FeatureDictionary(backbone, n_clusters=4, max_patches=300),
                   F.PatchMemoryBank(backbone, coreset="greedy", fraction=0.2, max_patches=300)):
-        maps = model.fit(images).score_map(images[:3])
-        assert maps.shape == (3, 32, 32) and np.all(np.isfinite(maps)) and maps.min() >= 0
-        assert model.patch_score_maps(images[:3]).shape == (3, 8, 8)
+        maps = model.fit(np.stack(images[:3])).score_map(images[3:])
+        assert [m.shape for m in maps] == [(36, 44), (24, 52), (36, 44)]
+        assert all(np.all(np.isfinite(m)) and m.min() >= 0 for m in maps)
+        assert [m.shape for m in model.patch_score_maps(images[3:])] == [(9, 11), (6, 13),
+                                                                          (9, 11)]
 
 
 # --------------------------------------------------------------------------- memory bank
@@ -244,3 +390,15 @@ def test_greedy_coreset_covers_better_than_random():
     bank_r = F.PatchMemoryBank(coreset="random", fraction=n / len(feats), max_patches=10_000)
     assert bank_g.fit_features(feats).patch_scores(outliers).max() < 1e-6
     assert bank_r.fit_features(feats).patch_scores(outliers).max() > 1.0
+
+
+def test_patch_features_have_no_border_frame():
+    """A uniform image has the same features everywhere: the mirrored margin keeps the CNN's
+    zero padding off the image (with zero padding the border features would differ)."""
+    flat = np.full((40, 56), 0.6, np.float32)
+    for bb in (F.random_conv_backbone(0),):
+        f = F.patch_features(bb, [flat])[0]
+        assert f.shape == (10, 14, F.RANDOM_FILTERS[-1])
+        np.testing.assert_allclose(f, np.broadcast_to(f[5, 7], f.shape), rtol=1e-4, atol=1e-5)
+        zero_padded = bb.model.predict(flat[None, ..., None], verbose=0)[0]
+        assert not np.allclose(zero_padded[0, 0], zero_padded[5, 7], rtol=1e-3, atol=1e-4)

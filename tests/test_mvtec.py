@@ -16,8 +16,10 @@ import skimage.io
 from course_lib.checks import DataError
 from course_lib.data import mvtec
 from course_lib.data.mvtec import (MVTEC_AD_CATEGORIES, MVTEC_AD_DOWNLOADS, MVTEC_AD_PAGE,
-                                   MVTecData, download_mvtec, extract_mvtec_archive,
-                                   load_mvtec, load_mvtec_folder, read_mask, resize_mask)
+                                   MVTecData, category_scale, download_mvtec,
+                                   extract_mvtec_archive, image_size, load_mvtec,
+                                   load_mvtec_folder, read_gray, read_mask, rescale_image,
+                                   rescale_mask)
 from course_lib.download import UnsafeArchiveError
 
 
@@ -44,19 +46,115 @@ def make_folder(root: Path, category="widget", size=(40, 60)) -> Path:
     return root
 
 
+def make_photos(root: Path, category="strip") -> Path:
+    """Photos as a real line takes them: NON-square, of slightly different heights (40, 42,
+    44 x 90), a thin 1-pixel scratch with a 0/255 mask and a blob with a 0/1 mask."""
+    rng = np.random.default_rng(1)
+    cat = root / category
+    for i, h in enumerate((40, 42, 44)):
+        save(cat / "train" / "good" / f"{i:03d}.png", (rng.random((h, 90)) * 255).astype(np.uint8))
+    save(cat / "test" / "good" / "000.png", (rng.random((42, 90)) * 255).astype(np.uint8))
+    scratch = np.zeros((44, 90), np.uint8)
+    scratch[21, 10:80] = 255                       # 0/255, one pixel thin
+    blob = np.zeros((40, 90), np.uint8)
+    blob[8:24, 30:62] = 1                          # 0/1
+    for name, mask in (("000", scratch), ("001", blob)):
+        save(cat / "test" / "flaw" / f"{name}.png",
+             (rng.random(mask.shape) * 255).astype(np.uint8))
+        save(cat / "ground_truth" / "flaw" / f"{name}_mask.png", mask)
+    return root
+
+
 # --------------------------------------------------------------------------- loader
 def test_loader_reads_colour_png_and_jpeg_of_any_size(tmp_path):
     root = make_folder(tmp_path)
-    data = load_mvtec_folder(root, "widget", size=(20, 30), verbose=False)
-    assert data.x_train.shape == (3, 20, 30) and data.x_train.dtype == np.float32
-    assert data.x_test.shape == (2, 20, 30) and 0 <= data.x_test.min() <= data.x_test.max() <= 1
+    data = load_mvtec_folder(root, "widget", scale=0.5, verbose=False)
+    assert isinstance(data.x_train, list) and isinstance(data.x_test, list)
+    assert [x.shape for x in data.x_train] == [(20, 30)] * 3
+    assert all(x.dtype == np.float32 and 0 <= x.min() <= x.max() <= 1
+               for x in data.x_train + data.x_test)
     assert data.defect_test == ["good", "dent"] and data.y_test.tolist() == [0, 1]
-    expected = np.zeros((20, 30), np.uint8)
-    expected[5:10, 10:20] = 1  # the 40x60 mask, halved
+    expected = np.zeros((20, 30), bool)
+    expected[5:10, 10:20] = True  # the 40x60 mask, halved
     np.testing.assert_array_equal(data.masks_test[1], expected)
+    assert data.masks_test[1].dtype == bool and data.masks_test[0].shape == (20, 30)
     assert data.masks_test[0].sum() == 0 and data.n_empty_masks == 0
-    native = load_mvtec_folder(root, "widget", size=None, n_train=2, verbose=False)
-    assert native.x_train.shape == (2, 40, 60)
+    assert data.scale == 0.5 and data.sizes == "20x30"
+    native = load_mvtec_folder(root, "widget", n_train=2, verbose=False)
+    assert [x.shape for x in native.x_train] == [(40, 60)] * 2 and native.scale == 1.0
+    assert len(native.train_paths) == 2 and native.sizes == "40x60"
+
+
+def test_non_square_photos_of_different_sizes_keep_their_aspect(tmp_path, capsys):
+    """Images of different heights come back as a list, each at its own aspect, all scaled by
+    ONE factor (never squashed to a square); masks are scaled with their images."""
+    root = make_photos(tmp_path)
+    data = load_mvtec_folder(root, "strip")
+    line = capsys.readouterr().out.strip()
+    assert [x.shape for x in data.x_train] == [(40, 90), (42, 90), (44, 90)]
+    assert [x.shape for x in data.x_test] == [(42, 90), (44, 90), (40, 90)]
+    assert [m.shape for m in data.masks_test] == [x.shape for x in data.x_test]
+    assert [int(m.sum()) for m in data.masks_test] == [0, 70, 16 * 32]  # 0/255 and 0/1 alike
+    assert data.scale == 1.0 and data.sizes == "40x90 to 44x90"
+    assert line.startswith("Data source: file | MVTec-layout folder")
+    assert "3 training and 3 test images (1 good, 2 defective" in line
+    assert line.endswith("at 40x90 to 44x90 pixels")  # no "scaled by" at scale 1
+
+    half = load_mvtec_folder(root, "strip", scale=0.5)
+    line = capsys.readouterr().out.strip()
+    assert [x.shape for x in half.x_train] == [(20, 45), (21, 45), (22, 45)]
+    assert [m.shape for m in half.masks_test] == [x.shape for x in half.x_test]
+    assert half.scale == 0.5 and line.endswith("at 20x45 to 22x45 pixels, scaled by 0.5")
+    blob = half.masks_test[2]
+    assert blob.sum() == 8 * 16 and blob[4:12, 15:31].all()  # the 0/1 blob, halved exactly
+    # the thin scratch survives (a row of the half-size mask), in the right place
+    scratch = half.masks_test[1]
+    assert scratch.any() and set(np.nonzero(scratch)[0]) <= {10, 11}
+    assert 30 <= scratch.sum() <= 2 * 36
+
+    # max_side: the longest side of the largest image (90) becomes at most 45 pixels, and the
+    # factor is the same for all images; it only ever lowers scale
+    capped = load_mvtec_folder(root, "strip", max_side=45, verbose=False)
+    assert capped.scale == pytest.approx(0.5) and capped.sizes == half.sizes
+    smaller = load_mvtec_folder(root, "strip", scale=0.25, max_side=45, verbose=False)
+    assert smaller.scale == 0.25 and smaller.sizes == "10x22 to 11x22"
+    assert all(m.any() for m in smaller.masks_test[1:])  # defects never vanish
+    larger = load_mvtec_folder(root, "strip", scale=2.0, max_side=135, verbose=False)
+    assert larger.scale == pytest.approx(1.5) and larger.sizes == "60x135 to 66x135"
+    assert [m.shape for m in larger.masks_test] == [x.shape for x in larger.x_test]
+
+
+def test_category_scale_and_image_size(tmp_path):
+    tall = save(tmp_path / "tall.png", np.zeros((300, 120), np.uint8))
+    wide = save(tmp_path / "wide.jpg", np.zeros((50, 200, 3), np.uint8))
+    assert image_size(tall) == (300, 120) and image_size(wide) == (50, 200)
+    assert category_scale([tall, wide]) == 1.0
+    assert category_scale([tall, wide], scale=0.5) == 0.5
+    assert category_scale([tall, wide], max_side=150) == pytest.approx(0.5)  # 300 -> 150
+    assert category_scale([tall, wide], scale=0.25, max_side=150) == 0.25
+    assert category_scale([wide], max_side=400, scale=1.5) == 1.5
+    with pytest.raises(DataError, match="scale"):
+        category_scale([tall], scale=0)
+    with pytest.raises(DataError, match="max_side"):
+        category_scale([tall], max_side=4)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="Could not read image"):
+        image_size(tmp_path / "broken.png")
+
+
+def test_rescale_keeps_the_aspect_ratio_and_the_range():
+    img = np.random.default_rng(0).random((64, 150))
+    assert rescale_image(img, 1.0) is img
+    half = rescale_image(img, 0.5)
+    assert half.shape == (32, 75) and 0 <= half.min() <= half.max() <= 1
+    assert rescale_image(img, 1 / 3).shape == (21, 50)
+    assert rescale_image(np.ones((10, 30)), 2.0).shape == (20, 60)
+    assert rescale_image(np.ones((10, 30)), 2.0).max() <= 1.0
+    mask = np.zeros((64, 150), bool)
+    mask[:, 100:] = True
+    small = rescale_mask(mask, (32, 75))
+    assert small.dtype == bool and small[:, 50:].all() and not small[:, :50].any()
+    assert rescale_mask(mask, (64, 150)) is mask
 
 
 def test_colour_is_converted_to_luminance(tmp_path):
@@ -64,18 +162,25 @@ def test_colour_is_converted_to_luminance(tmp_path):
     red = np.zeros((40, 60, 3), np.uint8)
     red[..., 0] = 255
     save(root / "widget" / "train" / "good" / "000.png", red)
-    data = load_mvtec_folder(root, "widget", size=None, verbose=False)
+    data = load_mvtec_folder(root, "widget", verbose=False)
     np.testing.assert_allclose(data.x_train[0], 0.2125, atol=1e-6)  # Rec. 709 weight of red
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., 1], rgba[..., 3] = 255, 7  # green, nearly transparent: alpha is ignored
+    np.testing.assert_allclose(read_gray(save(tmp_path / "g.png", rgba)), 0.7154, atol=1e-6)
+    u16 = save(tmp_path / "u16.png", np.full((4, 5), 65535, np.uint16))
+    np.testing.assert_allclose(read_gray(u16), 1.0)
 
 
 def test_thin_defects_survive_downscaling(tmp_path):
-    root = make_folder(tmp_path, size=(128, 128))
-    mask = np.zeros((128, 128), np.uint8)
-    mask[60, 10:100] = 255  # a 1-pixel scratch
+    root = make_folder(tmp_path, size=(128, 96))
+    mask = np.zeros((128, 96), np.uint8)
+    mask[60, 10:90] = 255  # a 1-pixel scratch
     save(root / "widget" / "ground_truth" / "dent" / "000_mask.png", mask)
-    data = load_mvtec_folder(root, "widget", size=16, verbose=False)
+    data = load_mvtec_folder(root, "widget", scale=0.125, verbose=False)
+    assert data.x_test[1].shape == (16, 12) and data.masks_test[1].shape == (16, 12)
     assert data.masks_test[1].sum() > 0
-    assert not resize_mask(np.zeros((128, 128), bool), (16, 16)).any()  # nothing from nothing
+    assert set(np.nonzero(data.masks_test[1])[0]) <= {7, 8}  # where the scratch was
+    assert not rescale_mask(np.zeros((128, 96), bool), (16, 12)).any()  # nothing from nothing
 
 
 @pytest.mark.parametrize("encoding", ["0/255", "0/1", "0/1 16-bit", "0/1 red channel"])
@@ -96,8 +201,10 @@ def test_any_nonzero_mask_pixel_is_a_defect(tmp_path, encoding):
     np.testing.assert_array_equal(read_mask(path), marked)
     root = make_folder(tmp_path / "data")
     save(root / "widget" / "ground_truth" / "dent" / "000_mask.png", img)
-    data = load_mvtec_folder(root, "widget", size=None, verbose=False)
+    data = load_mvtec_folder(root, "widget", verbose=False)
     np.testing.assert_array_equal(data.masks_test[1], marked)
+    half = load_mvtec_folder(root, "widget", scale=0.5, verbose=False)
+    assert half.masks_test[1].sum() == marked.sum() // 4  # scaled like the 0/255 mask
     assert data.n_empty_masks == 0
 
 
@@ -105,7 +212,7 @@ def test_defective_image_with_an_empty_mask_is_reported(tmp_path, capsys):
     root = make_folder(tmp_path)
     save(root / "widget" / "test" / "dent" / "001.png", np.zeros((40, 60), np.uint8))
     save(root / "widget" / "ground_truth" / "dent" / "001_mask.png", np.zeros((40, 60), np.uint8))
-    data = load_mvtec_folder(root, "widget", size=32)
+    data = load_mvtec_folder(root, "widget", scale=0.8)
     line = capsys.readouterr().out
     assert data.y_test.tolist() == [0, 1, 1] and data.n_empty_masks == 1
     assert line.startswith("Data source: file") and \
@@ -118,9 +225,10 @@ def test_category_with_good_test_images_only_loads(tmp_path, capsys):
     root = make_folder(tmp_path)
     for p in (root / "widget" / "test" / "dent").iterdir():
         p.unlink()
-    data = load_mvtec_folder(root, "widget", size=16)
+    data = load_mvtec_folder(root, "widget", max_side=30)
     assert data.y_test.tolist() == [0] and data.n_empty_masks == 0 and data.defect_types == []
     assert "1 good, 0 defective" in capsys.readouterr().out
+    assert data.x_test[0].shape == (20, 30)
 
 
 @pytest.mark.parametrize("breakage, message", [
@@ -131,12 +239,13 @@ def test_category_with_good_test_images_only_loads(tmp_path, capsys):
     ("missing mask", "000_mask.png"),
     ("mask size", "must have its image's size"),
     ("unreadable", "Could not read image"),
-    ("sizes differ", "pass size"),
-    ("bad size", "size must be"),
+    ("bad scale", "scale"),
+    ("bad max_side", "max_side"),
+    ("bad n_train", "n_train"),
 ])
 def test_loader_errors_say_what_is_wrong(tmp_path, breakage, message):
     root = make_folder(tmp_path / "data")
-    category, size = "widget", 32
+    category, kwargs = "widget", {}
     cat = root / "widget"
     if breakage == "no root":
         root = tmp_path / "nowhere"
@@ -154,13 +263,30 @@ def test_loader_errors_say_what_is_wrong(tmp_path, breakage, message):
         save(cat / "ground_truth" / "dent" / "000_mask.png", np.zeros((20, 20), np.uint8))
     elif breakage == "unreadable":
         (cat / "train" / "good" / "001.png").write_bytes(b"not a png at all")
-    elif breakage == "sizes differ":
-        save(cat / "train" / "good" / "001.png", np.zeros((10, 10), np.uint8))
-        size = None
-    elif breakage == "bad size":
-        size = 4
+    elif breakage == "bad scale":
+        kwargs = {"scale": -0.5}
+    elif breakage == "bad max_side":
+        kwargs = {"max_side": 4}
+    elif breakage == "bad n_train":
+        kwargs = {"n_train": 0}
     with pytest.raises(DataError, match=message):
-        load_mvtec_folder(root, category, size=size, verbose=False)
+        load_mvtec_folder(root, category, verbose=False, **kwargs)
+
+
+def test_images_of_different_sizes_load_and_masks_follow_them(tmp_path):
+    """What the old loader refused (sizes differ) now loads: a 10x10 training image next to
+    40x60 ones, and a test image with its mask at another size."""
+    root = make_folder(tmp_path)
+    save(root / "widget" / "train" / "good" / "001.png", np.zeros((10, 10), np.uint8))
+    save(root / "widget" / "test" / "dent" / "001.png", np.zeros((30, 80), np.uint8))
+    mask = np.zeros((30, 80), np.uint8)
+    mask[4:10, 60:70] = 255
+    save(root / "widget" / "ground_truth" / "dent" / "001_mask.png", mask)
+    data = load_mvtec_folder(root, "widget", scale=0.5, verbose=False)
+    assert [x.shape for x in data.x_train] == [(20, 30), (5, 5), (20, 30)]
+    assert data.x_test[2].shape == data.masks_test[2].shape == (15, 40)
+    assert data.masks_test[2][2:5, 30:35].all() and data.masks_test[2].sum() == 3 * 5
+    assert data.sizes == "5x5 to 20x30"
 
 
 # --------------------------------------------------------------------------- archives
@@ -184,8 +310,8 @@ def test_extract_archive_into_place_and_load(tmp_path):
     root = tmp_path / "mvtec"
     placed = extract_mvtec_archive(make_tar(tmp_path / "w.tar.xz", src, mode="w:xz"), root)
     assert placed == ["widget"] and (root / "license.txt").is_file()
-    data = load_mvtec_folder(root, "widget", size=16, verbose=False)
-    assert len(data.x_test) == 2
+    data = load_mvtec_folder(root, "widget", scale=0.5, verbose=False)
+    assert len(data.x_test) == 2 and data.x_test[0].shape == (20, 30)
     assert sorted(p.name for p in root.iterdir()) == ["license.txt", "widget"]  # no temp left
     # an archive that wraps the categories in one folder works too; existing ones are kept
     wrapped = make_tar(tmp_path / "wrapped.tar.gz", src, "mvtec_anomaly_detection/")
@@ -368,8 +494,9 @@ def test_cut_off_download_never_becomes_the_archive(tmp_path, bottle_server, sec
     assert download_mvtec("bottle", root, progress=False) == root
     assert bottle_server.requests == [None, f"bytes={size // 2}-"]
     assert list(downloads.iterdir()) == []  # verified, unpacked, then deleted
-    data = load_mvtec("bottle", size=16, root=root, verbose=False)
-    assert data.source == "online" and len(data.x_train) == 3 and "CC BY-NC-SA" in data.detail
+    data = load_mvtec("bottle", max_side=30, root=root, verbose=False)
+    assert data.source == "online" and len(data.x_train) == 3 and data.scale == 0.5
+    assert "CC BY-NC-SA" in data.detail
 
 
 def test_download_is_cached_and_never_fetched_offline(tmp_path, bottle_server, monkeypatch):
@@ -450,4 +577,5 @@ def test_cache_items_list_the_categories_present(tmp_path, monkeypatch):
                                                  ("MVTec AD 'wood'", "missing")]
     assert "wood.tar.xz" in items[1].hint and str(tmp_path) in items[1].hint
     assert len(mvtec.mvtec_cache_items(["all"])) == 15
-    assert isinstance(load_mvtec("grid", size=16, verbose=False), MVTecData)
+    grid = load_mvtec("grid", scale=0.5, n_train=2, verbose=False)
+    assert isinstance(grid, MVTecData) and grid.sizes == "20x30" and len(grid.x_train) == 2

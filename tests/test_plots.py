@@ -185,3 +185,54 @@ def test_image_rows_colour_range_can_be_set():
     assert fig.axes[0].images[0].get_clim() == (0, 4)
     fig = plot_image_rows({"pixels": maps / 4})
     assert fig.axes[0].images[0].get_clim() == (0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- anomaly maps
+from course_lib.plots import plot_anomaly_maps  # noqa: E402
+
+
+def test_image_rows_accept_lists_of_different_sizes():
+    rng = np.random.default_rng(0)
+    photos = [rng.random((40, 90)), rng.random((44, 90)), rng.random((42, 90))]
+    maps = [p * 3 for p in photos]  # values above 1: not pixels
+    fig = plot_image_rows({"photos": photos, "maps": maps}, n=3, vmin=0, vmax=3)
+    assert len(fig.axes) == 6
+    assert [ax.images[0].get_array().shape for ax in fig.axes[:3]] == [(40, 90), (44, 90),
+                                                                      (42, 90)]
+    assert fig.axes[3].images[0].get_clim() == (0, 3)
+    fig = plot_image_rows({"photos": photos})
+    assert len(fig.axes) == 3 and fig.axes[0].images[0].get_clim() == (0.0, 1.0)
+    with pytest.raises(ValueError, match=r"images\[1\]"):
+        plot_image_rows({"bad": [np.zeros((4, 5)), np.zeros((4, 6, 3))]})
+
+
+def test_anomaly_maps_figure_has_one_column_per_image_and_row_per_map():
+    rng = np.random.default_rng(0)
+    images = [rng.random((40, 90)), rng.random((44, 90)), rng.random((42, 90))]
+    masks = [np.zeros(i.shape, bool) for i in images]
+    masks[2][10:12, 5:50] = True
+    maps = {"L2": [i * 0.01 for i in images], "SSIM": [i * 5 for i in images]}
+    fig = plot_anomaly_maps(images, masks, maps, np.array([2, 1]), titles=["crack", "good"])
+    axes = np.array(fig.axes).reshape(4, 2)
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["image", "ground truth", "L2", "SSIM"]
+    assert [ax.get_title() for ax in axes[0]] == ["crack", "good"]
+    assert [ax.images[0].get_array().shape for ax in axes[:, 0]] == [(42, 90)] * 4
+    assert [ax.images[0].get_array().shape for ax in axes[:, 1]] == [(44, 90)] * 4
+    np.testing.assert_array_equal(axes[1, 0].images[0].get_array(), masks[2])
+    assert axes[0, 0].images[0].get_clim() == (0, 1)
+    # one colour scale per row, over the maps shown (images 2 and 1, not 0)
+    shown = (min(images[2].min(), images[1].min()), max(images[2].max(), images[1].max()))
+    for c in range(2):
+        assert axes[2, c].images[0].get_clim() == pytest.approx((shown[0] * 0.01, shown[1] * 0.01))
+        assert axes[3, c].images[0].get_clim() == pytest.approx((shown[0] * 5, shown[1] * 5))
+    loglik = plot_anomaly_maps(images, masks, {"log-lik": [i - 100 for i in images]}, [0])
+    low, high = loglik.axes[2].images[0].get_clim()
+    assert low == pytest.approx(images[0].min() - 100) and high == pytest.approx(images[0].max() - 100)
+    assert axes[2, 0].images[0].get_cmap().name == "inferno"
+    tall = plot_anomaly_maps([i.T for i in images], [m.T for m in masks],
+                             {k: [a.T for a in v] for k, v in maps.items()}, [2, 1])
+    assert tall.get_size_inches()[1] > 3 * fig.get_size_inches()[1]  # sized by the aspect
+    zero = plot_anomaly_maps(images, masks, {"flat": [np.zeros(i.shape) for i in images]}, [0])
+    assert zero.axes[2].images[0].get_clim()[1] > 0  # an all-zero map still draws
+    with pytest.raises(ValueError, match="at least one"):
+        plot_anomaly_maps(images, masks, maps, [])

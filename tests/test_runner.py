@@ -186,5 +186,6 @@ def test_strip_ansi_and_summary_table():
 
 
 def test_runner_runs_the_course_notebooks_by_default():
-    assert runner.list_notebooks is common.list_notebooks
+    assert runner.notebook_paths is common.notebook_paths
+    assert common.notebook_paths([]) == common.list_notebooks()
     assert common.list_notebooks(), "the course's notebooks/ folder must hold the notebooks"

@@ -157,6 +157,14 @@ def test_numbers_on_the_slides_are_the_computed_ones(deck):
         assert 0.7 < float(value) <= 1.0
     # AnoGAN's search and the autoencoder were timed, not typed in
     assert float(summary["facts"]["anogan"]["ms_per_image"]) > 0
+    # MVTec-style slides: the real KolektorSDD cracks at their own aspect (fast: scale 0.5)
+    mvtec = {k: str(v) for k, v in summary["facts"]["mvtec_l2_vs_ssim"].items()}
+    assert (mvtec["category"], mvtec["size"], mvtec["scale"]) == ("kolektor",
+                                                                  "310x125 to 321x125", "0.5")
+    assert (mvtec["patch"], mvtec["stride"], mvtec["n_test"]) == ("64", "16", "32")
+    assert ("Real cracks ('kolektor'), 310x125 to 321x125 pixels (scale 0.5), 64-pixel "
+            "patches every 16 pixels, 32 test images (16 defective)") in text
+    assert summary["facts"]["feature_maps"]["backbone"] == "learned-ae"  # offline: learned
 
 
 def test_a_failing_figure_stops_the_build_and_writes_nothing(tmp_path, monkeypatch):

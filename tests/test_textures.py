@@ -42,13 +42,16 @@ def test_texture_dataset_loads_like_mvtec(tmp_path):
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["settings"]["size"] == 32 and "CC0" in manifest["source"]
     for texture in TEXTURES:
-        data = load_mvtec_folder(root, texture, size=32, verbose=False)
-        assert data.x_train.shape == (4, 32, 32) and data.x_train.dtype == np.float32
-        assert data.x_test.shape == (8, 32, 32) and data.masks_test.shape == (8, 32, 32)
-        assert 0 <= data.x_test.min() and data.x_test.max() <= 1
+        data = load_mvtec_folder(root, texture, verbose=False)
+        assert [x.shape for x in data.x_train] == [(32, 32)] * 4
+        assert all(x.dtype == np.float32 for x in data.x_train + data.x_test)
+        assert [x.shape for x in data.x_test] == [(32, 32)] * 8
+        assert [m.shape for m in data.masks_test] == [(32, 32)] * 8
+        assert data.scale == 1.0 and data.sizes == "32x32"
+        assert all(0 <= x.min() and x.max() <= 1 for x in data.x_test)
         assert data.y_test.tolist() == [0, 0] + [1] * 6
         assert data.defect_types == sorted(DEFECT_KINDS) and data.n_empty_masks == 0
-        area = data.masks_test.reshape(8, -1).sum(axis=1)
+        area = np.array([m.sum() for m in data.masks_test])
         assert np.all(area[:2] == 0) and np.all(area[2:] > 0)
         # at their own size the masks are read back exactly as written
         for path, mask in zip(data.test_paths[2:], data.masks_test[2:]):
@@ -56,7 +59,9 @@ def test_texture_dataset_loads_like_mvtec(tmp_path):
             saved = skimage.io.imread(root / texture / "ground_truth" / p.parent.name /
                                       f"{p.stem}_mask.png")
             np.testing.assert_array_equal(mask, saved > 127)
-        assert data.x_train.std() > 0.05  # real texture, not a flat image
+        assert np.std(data.x_train) > 0.05  # real texture, not a flat image
+    half = load_mvtec_folder(root, "brick", scale=0.5, verbose=False)
+    assert half.sizes == "16x16" and all(m.any() for m in half.masks_test[2:])
 
 
 def test_train_and_test_crops_come_from_disjoint_parts_of_the_photo(tmp_path, monkeypatch):
@@ -65,12 +70,13 @@ def test_train_and_test_crops_come_from_disjoint_parts_of_the_photo(tmp_path, mo
     monkeypatch.setattr(textures, "_texture_photo", lambda name: rows)
     root = build_texture_dataset(tmp_path / "rows", size=64, crop_size=64, n_train=30,
                                  n_test_good=10, n_test_defect=12, textures=("brick",))
-    data = load_mvtec_folder(root, "brick", size=64, verbose=False)
+    data = load_mvtec_folder(root, "brick", verbose=False)
     split = 320 / 511
-    assert data.x_train.max() <= (319 / 511) + 1 / 255
-    good_pixels = data.x_test[data.masks_test == 0]  # defects change masked pixels only
-    assert good_pixels.min() >= split - 1 / 255
-    assert data.x_train.max() < good_pixels.min()
+    train_max = max(x.max() for x in data.x_train)
+    assert train_max <= (319 / 511) + 1 / 255
+    good_pixels = np.concatenate([x[~m] for x, m in zip(data.x_test, data.masks_test)])
+    assert good_pixels.min() >= split - 1 / 255  # defects change masked pixels only
+    assert train_max < good_pixels.min()
     # flips / 90-degree turns: some crops have rows as columns
     turned = [np.ptp(x[0, :]) > np.ptp(x[:, 0]) for x in data.x_train]
     assert 0 < sum(turned) < len(turned)
@@ -129,18 +135,19 @@ def test_bad_settings_are_refused(tmp_path, setting, value, message):
 
 def test_load_textures_takes_its_sizes_from_the_profile(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
-    tiny = dataclasses.replace(get_profile("fast"), mvtec_size=32, mvtec_n_train=3,
-                               mvtec_n_test_good=1, mvtec_n_test_defect=2)
+    tiny = dataclasses.replace(get_profile("fast"), texture_size=32, texture_n_train=3,
+                               texture_n_test_good=1, texture_n_test_defect=2)
     assert texture_settings(tiny) == {"size": 32, "n_train": 3, "n_test_good": 1,
                                       "n_test_defect": 2, "seed": 0}
     data = load_textures("gravel", tiny)
     line = capsys.readouterr().out
     assert line.startswith("Data source: embedded") and "gravel" in line
-    assert data.source == "embedded" and data.x_train.shape == (3, 32, 32)
+    assert data.source == "embedded" and [x.shape for x in data.x_train] == [(32, 32)] * 3
+    assert data.scale == 1.0 and "at 32x32 pixels" in line and "scaled" not in line
     assert data.y_test.tolist() == [0, 1, 1]
     # a keyword overrides the profile; root is where it is built
     data = load_textures("gravel", tiny, root=tmp_path / "t", n_train=5, verbose=False)
-    assert data.x_train.shape == (5, 32, 32)
+    assert len(data.x_train) == 5 and data.sizes == "32x32"
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["gravel", "manifest.json"]
     with pytest.raises(DataError, match="brick"):
         load_textures("marble")
@@ -150,8 +157,8 @@ def test_load_textures_takes_its_sizes_from_the_profile(tmp_path, monkeypatch, c
 
 def test_cache_items_say_missing_ok_or_corrupted(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
-    tiny = dataclasses.replace(get_profile("fast"), mvtec_size=32, mvtec_n_train=2,
-                               mvtec_n_test_good=1, mvtec_n_test_defect=1)
+    tiny = dataclasses.replace(get_profile("fast"), texture_size=32, texture_n_train=2,
+                               texture_n_test_good=1, texture_n_test_defect=1)
     assert [i.state for i in texture_cache_items(tiny)] == ["missing"] * 3
     load_textures("grass", tiny, verbose=False)  # builds the cache folder notebooks use
     states = {i.name.split("'")[1]: i for i in texture_cache_items(tiny)}

@@ -16,14 +16,24 @@
         held-out normals and every fraud; Isolation Forest and PCA on the same split.
 
     python -m course_lib.bench mvtec --root DIR --category C --loss l2|ssim [--profile P] [--seed S]
-        An MVTec-layout folder: the L2 or SSIM autoencoder's residual maps, image AUROC,
-        pixel AUROC, AUPRO and MVTec's Table 2 ratios (threshold from good validation images).
+                                     [--scale X] [--max-side N] [--patch-size N] [--stride N]
+        An MVTec-layout folder of images of any size (scaled by one factor, never squashed):
+        the L2 or SSIM patch autoencoder's residual maps, image AUROC, pixel AUROC, AUPRO and
+        MVTec's Table 2 ratios (threshold from good validation images).  The image settings
+        come from the profile unless given: --scale (1 = the files' own resolution; keep
+        defects a few pixels wide at 1), --max-side (longest side after scaling), --patch-size
+        (a multiple of 8) and --stride (pixels between patches of the residual maps).
+
+    python -m course_lib.bench mvtec-baseline --root DIR --category C --method variation|texture
+        The same split and metrics for a classic baseline (variation model, texture inspection).
+        --scale and --max-side as for mvtec (also for the two commands below).
 
     python -m course_lib.bench mvtec-dictionary --root DIR --category C [--backbone ...]
     python -m course_lib.bench mvtec-knn --root DIR --category C [--coreset random|greedy]
                                          [--fraction F] [--backbone ...]
         The same split and metrics for the CNN feature dictionary and the PatchCore-style
-        memory bank.
+        memory bank; --backbone auto (ImageNet when its weights can be had, else learned),
+        pretrained, learned (from the good images, offline) or random.
 
     python -m course_lib.bench ssim-speed [--images 32] [--size 128]
         The course's SSIM map vs scikit-image's on real texture crops: speed and agreement.
@@ -43,6 +53,8 @@ Every evaluation prints, as its last line, one JSON object.  ``.npz`` files hold
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -55,8 +67,8 @@ import numpy as np
 
 from course_lib.cli.common import (ArgumentParser, UsageError, data_mode_name, env_profile,
                                    existing_file, existing_folder, fraction, int_at_least,
-                                   list_notebooks, output_file, positive_int, profile_name,
-                                   run_command)
+                                   notebook_paths, output_file, positive_int, profile_name,
+                                   run_command, scale_factor)
 from course_lib.config import get_profile
 from course_lib.download import atomic_write_text
 
@@ -99,11 +111,30 @@ def _cmd_creditcard(args) -> int:
     return 0
 
 
+#: Command-line options -> the Profile fields they override (``bench mvtec*``).
+IMAGE_OPTIONS = {"scale": "mvtec_scale", "max_side": "mvtec_max_side",
+                 "patch_size": "mvtec_patch", "stride": "mvtec_stride"}
+
+
+def image_profile(args):
+    """The profile named by ``args.profile`` with the image settings given as options."""
+    changes = {field: getattr(args, option) for option, field in IMAGE_OPTIONS.items()
+               if getattr(args, option, None) is not None}
+    patch, stride = changes.get("mvtec_patch"), changes.get("mvtec_stride")
+    if patch is not None and stride is not None and stride > patch:
+        raise UsageError(f"--stride {stride} is larger than --patch-size {patch}: the patches "
+                         f"would leave pixels uncovered; use a stride of at most {patch}.")
+    return dataclasses.replace(get_profile(args.profile), **changes)
+
+
 def _load_category(args):
     from course_lib.data.mvtec import load_mvtec_folder
 
-    prof = get_profile(args.profile)
-    return load_mvtec_folder(args.root, args.category, size=prof.mvtec_size, verbose=False)
+    args.profile = image_profile(args)
+    data = load_mvtec_folder(args.root, args.category, scale=args.profile.mvtec_scale,
+                             max_side=args.profile.mvtec_max_side, verbose=False)
+    print(data, file=sys.stderr, flush=True)  # what was loaded (empty masks too), not stdout
+    return data
 
 
 def _cmd_mvtec(args) -> int:
@@ -116,14 +147,23 @@ def _cmd_mvtec(args) -> int:
     return 0
 
 
-def _cmd_mvtec_features(args) -> int:
-    from course_lib.experiments import mvtec_feature_experiment
-    from course_lib.features import load_backbone
+def _cmd_mvtec_baseline(args) -> int:
+    from course_lib.experiments import mvtec_baseline_experiment
 
     data = _load_category(args)
-    backbone = load_backbone(args.backbone, seed=args.seed)
+    method = {"variation": "variation model", "texture": "texture inspection"}[args.method]
+    result = mvtec_baseline_experiment(data, method=method, profile=args.profile,
+                                       seed=args.seed)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def _cmd_mvtec_features(args) -> int:
+    from course_lib.experiments import mvtec_feature_experiment
+
+    data = _load_category(args)
     result = mvtec_feature_experiment(data, method=args.method, profile=args.profile,
-                                      seed=args.seed, backbone=backbone,
+                                      seed=args.seed, backbone=args.backbone,
                                       coreset=getattr(args, "coreset", "greedy"),
                                       fraction=getattr(args, "fraction", 0.1))
     print(json.dumps(result), flush=True)
@@ -245,14 +285,7 @@ def replace_between_markers(path: Path, text: str) -> bool:
 def _cmd_notebooks(args) -> int:
     from course_lib.cli.notebooks import execute_notebook
 
-    paths = [Path(p) for p in args.notebook] or list_notebooks()
-    if not paths:
-        raise UsageError("no notebooks found in notebooks/")
-    for p in paths:
-        if p.is_dir():
-            raise UsageError(f"{p} is a folder, not a notebook")
-        if not p.is_file():
-            raise UsageError(f"notebook {p} not found")
+    paths = notebook_paths(args.notebook)
     results = {}
     for name in args.profiles:
         results[name] = []
@@ -275,6 +308,28 @@ def _cmd_notebooks(args) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+def _image_arguments(parser, patches: bool = False) -> None:
+    """The image settings of the ``mvtec*`` commands (default: the profile's)."""
+    parser.add_argument("--scale", type=scale_factor, default=None,
+                        help="one factor for every image (1 = own resolution; default: profile)")
+    parser.add_argument("--max-side", type=int_at_least(8), default=None,
+                        help="longest side in pixels after scaling (default: profile)")
+    if patches:
+        parser.add_argument("--patch-size", type=multiple_of_8, default=None,
+                            help="largest patch side, a multiple of 8 (default: profile)")
+        parser.add_argument("--stride", type=positive_int, default=None,
+                            help="pixels between patches of the maps (default: patch / 4)")
+
+
+def multiple_of_8(text: str) -> int:
+    """argparse type: a patch side, a whole multiple of 8 (three 2x poolings)."""
+    value = int_at_least(8)(text)
+    if value % 8:
+        raise argparse.ArgumentTypeError(f"expected a multiple of 8 (three 2x poolings), got "
+                                         f"{value}; try {value // 8 * 8 or 8}")
+    return value
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog=PROG, description="Course benchmarks and held-apart "
                                                    "evaluations (see the module docstring).")
@@ -319,9 +374,21 @@ def build_parser() -> ArgumentParser:
     mv.add_argument("--category", required=True, help="e.g. carpet, or brick for built textures")
     mv.add_argument("--loss", default="l2", choices=("l2", "ssim"))
     mv.add_argument("--profile", type=profile_name, default=None,
-                    help="fast | workshop | full (size, epochs)")
+                    help="fast | workshop | full (image scale, patches, epochs)")
     mv.add_argument("--seed", default=0, type=int_at_least(0))
+    _image_arguments(mv, patches=True)
     mv.set_defaults(func=_cmd_mvtec)
+
+    mb = sub.add_parser("mvtec-baseline", help="MVTec-style category: a classic baseline")
+    mb.add_argument("--root", required=True, type=existing_folder,
+                    help="folder holding <category>/train/good, test/...")
+    mb.add_argument("--category", required=True, help="e.g. kolektor, or brick for textures")
+    mb.add_argument("--method", required=True, choices=("variation", "texture"))
+    mb.add_argument("--profile", type=profile_name, default=None,
+                    help="fast | workshop | full (image scale)")
+    mb.add_argument("--seed", default=0, type=int_at_least(0))
+    _image_arguments(mb)
+    mb.set_defaults(func=_cmd_mvtec_baseline)
 
     for name, helptext in (("mvtec-dictionary", "MVTec-style category: CNN feature dictionary"),
                            ("mvtec-knn", "MVTec-style category: PatchCore-style memory bank")):
@@ -332,7 +399,9 @@ def build_parser() -> ArgumentParser:
         fp.add_argument("--profile", type=profile_name, default=None,
                         help="fast | workshop | full (sizes)")
         fp.add_argument("--seed", default=0, type=int_at_least(0))
-        fp.add_argument("--backbone", default="auto", choices=("auto", "pretrained", "random"))
+        _image_arguments(fp)
+        fp.add_argument("--backbone", default="auto",
+                        choices=("auto", "pretrained", "learned", "random"))
         if name == "mvtec-knn":
             fp.add_argument("--coreset", default="greedy", choices=("random", "greedy"))
             fp.add_argument("--fraction", default=0.1, type=fraction(),

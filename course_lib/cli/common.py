@@ -105,6 +105,18 @@ def fraction(allow_one: bool = True):
     return parse
 
 
+def scale_factor(text: str) -> float:
+    """argparse type: an image scale factor in (0, 4] (1 = the files' own resolution)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 4.0:
+        raise argparse.ArgumentTypeError(f"expected a scale factor in (0, 4], e.g. 0.5 or 1, "
+                                         f"got {quote(text)}")
+    return value
+
+
 def profile_name(text: str) -> str:
     """argparse type: a profile name (``fast``, ``workshop``, ``full``)."""
     try:
@@ -179,3 +191,16 @@ def existing_folder(text: str) -> Path:
 def list_notebooks(folder=None) -> list:
     """The course notebooks ``NN_*.ipynb`` of ``folder`` (default ``notebooks/``), in order."""
     return sorted(Path(folder or NOTEBOOK_DIR).glob("[0-9][0-9]_*.ipynb"))
+
+
+def notebook_paths(names) -> list:
+    """The notebooks named on a command line (default: all of ``notebooks/``), each checked."""
+    paths = [Path(p) for p in names] or list_notebooks()
+    if not paths:
+        raise UsageError("no notebooks found in notebooks/")
+    for p in paths:
+        if p.is_dir():
+            raise UsageError(f"{p} is a folder, not a notebook")
+        if not p.is_file():
+            raise UsageError(f"notebook {p} not found")
+    return paths

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from course_lib.cli.common import (ArgumentParser, UsageError, data_mode_name, env_data_mode,
-                                   env_profile, list_notebooks, profile_name, run_command)
+                                   env_profile, notebook_paths, profile_name, run_command)
 from course_lib.cli.notebooks import execute_notebook, summary_table
 from course_lib.download import atomic_write_text
 
@@ -59,14 +59,7 @@ def _run(argv) -> int:
     args = build_parser().parse_args(argv)
     profile = args.profile or env_profile()
     data = args.data or env_data_mode()
-    paths = [Path(p) for p in args.notebooks] or list_notebooks()
-    if not paths:
-        raise UsageError("no notebooks found in notebooks/")
-    for p in paths:
-        if p.is_dir():
-            raise UsageError(f"{p} is a folder, not a notebook")
-        if not p.is_file():
-            raise UsageError(f"notebook {p} not found")
+    paths = notebook_paths(args.notebooks)
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file; give a folder for the executed notebooks")

@@ -15,6 +15,7 @@ from course_lib.data.common import CacheItem, failure_hint, human_size, path_siz
 from course_lib.data.creditcard import (creditcard_cache_items, creditcard_cache_path,
                                         fetch_creditcard)
 from course_lib.data.ecg import ecg_cache_items, ecg_cache_path, fetch_ecg
+from course_lib.data.kolektor import kolektor_cache_items
 from course_lib.data.mnist import fetch_mnist, mnist_cache_items, mnist_cache_path
 from course_lib.data.mvtec import (MVTEC_AD_CATEGORIES, MVTEC_AD_DOWNLOADS, download_mvtec,
                                    mvtec_cache_items, mvtec_hint)
@@ -27,8 +28,8 @@ PREFETCH_ITEMS = ("mnist", "creditcard", "ecg", "textures")
 def cache_status(profile: Profile | str | None = None) -> list:
     """What is present offline, without touching the network.
 
-    Returns a list of :class:`CacheItem`: the embedded MNIST subset, credit-card sample and
-    ECG beats (sha256 checked), Keras' MNIST cache (sha256 checked), the cached full
+    Returns a list of :class:`CacheItem`: the embedded MNIST subset, credit-card sample,
+    ECG beats and KolektorSDD subset (sha256 checked), Keras' MNIST cache (sha256 checked), the cached full
     credit-card CSV (header checked), the cached ECG CSV (first line checked), the texture sets
     of ``profile`` (default: the active one) and the real MVTec AD categories present.  Used by
     ``python -m course_lib.data status`` and ``python -m course_lib.doctor``.
@@ -37,8 +38,8 @@ def cache_status(profile: Profile | str | None = None) -> list:
     mnist_embedded, mnist_cache = mnist_cache_items()
     card_embedded, card_cache = creditcard_cache_items()
     ecg_embedded, ecg_cache = ecg_cache_items()
-    return [mnist_embedded, card_embedded, ecg_embedded, mnist_cache, card_cache, ecg_cache,
-            *texture_cache_items(prof), *mvtec_cache_items()]
+    return [mnist_embedded, card_embedded, ecg_embedded, *kolektor_cache_items(), mnist_cache,
+            card_cache, ecg_cache, *texture_cache_items(prof), *mvtec_cache_items()]
 
 
 def format_cache_table(items) -> str:

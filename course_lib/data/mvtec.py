@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from course_lib.checks import DataError, check_positive_int, quote
+from course_lib.checks import DataError, check_number, check_positive_int, quote
 from course_lib.config import cache_dir, data_mode
 from course_lib.data.common import CacheItem, path_size
 from course_lib.download import (check_tar_readable, download_resumable, extract_tar_safely,
@@ -116,37 +116,44 @@ def manual_download_message(name: str = "all", root=None) -> str:
 # --------------------------------------------------------------------------- data container
 @dataclass
 class MVTecData:
-    """One category in MVTec layout, loaded as grayscale float32 images in [0, 1].
+    """One category in MVTec layout: grayscale float32 images in [0, 1], at their own aspect.
+
+    Images keep their own size (photos from a real line rarely share one): ``x_train``,
+    ``x_test`` and ``masks_test`` are LISTS of 2-D arrays.  All of a category's images were
+    scaled by the same factor ``scale`` (1.0: the files' own resolution), never squashed.
 
     Attributes
     ----------
     category : str
-    x_train : ndarray (N, H, W) float32
+    x_train : list of ndarray (H, W) float32
         Defect-free training images.
-    x_test : ndarray (M, H, W) float32
+    x_test : list of ndarray (H, W) float32
     y_test : ndarray (M,) int64
         1 = defective, 0 = good.
-    masks_test : ndarray (M, H, W) uint8
-        Ground truth, 1 = defective pixel (all 0 for good images).
+    masks_test : list of ndarray (H, W) bool
+        Ground truth, True = defective pixel (all False for good images).
     defect_test : list of str
         Defect type of each test image (``"good"`` for good ones).
     train_paths, test_paths : list of str
-        The files read, in the order of the arrays.
+        The files read, in the order of the lists.
     source, detail : str
         ``"online"`` (real MVTec AD), ``"embedded"`` (data shipped or built offline) or
         ``"file"`` (your folder), and a sentence on where the data came from.
+    scale : float
+        The factor every image was scaled by.
     """
 
     category: str
-    x_train: np.ndarray
-    x_test: np.ndarray
+    x_train: list
+    x_test: list
     y_test: np.ndarray
-    masks_test: np.ndarray
+    masks_test: list
     defect_test: list
     train_paths: list = field(repr=False)
     test_paths: list = field(repr=False)
     source: str = "file"
     detail: str = ""
+    scale: float = 1.0
 
     @property
     def defect_types(self) -> list:
@@ -156,18 +163,25 @@ class MVTecData:
     @property
     def n_empty_masks(self) -> int:
         """Defective test images whose mask marks no pixel (pixel metrics cannot see them)."""
-        masks = np.asarray(self.masks_test)[np.asarray(self.y_test) == 1]
-        return int(np.sum(~masks.any(axis=tuple(range(1, masks.ndim)))))
+        return sum(1 for m, y in zip(self.masks_test, self.y_test) if y == 1 and not m.any())
+
+    @property
+    def sizes(self) -> str:
+        """The image sizes, e.g. ``"313x125"`` or ``"312x125 to 318x125"``."""
+        shapes = [img.shape for img in list(self.x_train) + list(self.x_test)]
+        lo, hi = min(shapes), max(shapes)
+        text = f"{lo[0]}x{lo[1]}"
+        return text if lo == hi else f"{text} to {hi[0]}x{hi[1]}"
 
     def __str__(self) -> str:
         n_bad = int(self.y_test.sum())
-        h, w = self.x_train.shape[1:3]
         empty = self.n_empty_masks
         warn = (f"; WARNING: {empty} defective image(s) with an empty mask" if empty else "")
+        scale = "" if self.scale == 1 else f", scaled by {self.scale:.3g}"
         return (f"Data source: {self.source} | {self.detail} | category '{self.category}': "
                 f"{len(self.x_train)} training and {len(self.x_test)} test images "
                 f"({len(self.x_test) - n_bad} good, {n_bad} defective in "
-                f"{len(self.defect_types)} defect types{warn}) at {h}x{w}")
+                f"{len(self.defect_types)} defect types{warn}) at {self.sizes} pixels{scale}")
 
 
 # --------------------------------------------------------------------------- reading files
@@ -230,41 +244,53 @@ def read_mask(path) -> np.ndarray:
     return np.asarray(arr) != 0
 
 
-def resize_image(img: np.ndarray, shape: tuple) -> np.ndarray:
-    """Resize a float image in [0, 1] (scikit-image, bilinear with anti-aliasing)."""
-    if img.shape == tuple(shape):
+def rescale_image(img: np.ndarray, scale: float) -> np.ndarray:
+    """Scale a float image in [0, 1] by ``scale`` (both sides, so the aspect ratio is kept;
+    scikit-image, bilinear with anti-aliasing when shrinking)."""
+    if scale == 1:
         return img
-    from skimage.transform import resize
+    from skimage.transform import rescale
 
-    return np.clip(resize(img, shape, order=1, mode="reflect", anti_aliasing=True,
-                          preserve_range=True), 0.0, 1.0)
+    return np.clip(rescale(img, scale, order=1, mode="reflect", anti_aliasing=scale < 1,
+                           preserve_range=True), 0.0, 1.0)
 
 
-def resize_mask(mask: np.ndarray, shape: tuple) -> np.ndarray:
-    """Downscale a mask by area coverage (>= half a pixel); a defect never vanishes."""
+def rescale_mask(mask: np.ndarray, shape: tuple) -> np.ndarray:
+    """A bool mask brought to its scaled image's ``shape``: a pixel is defective when at least
+    half of it was, and a defect thinner than half a pixel keeps its trace (never vanishes)."""
     if mask.shape == tuple(shape):
         return mask
-    frac = resize_image(mask.astype(np.float64), shape)
+    from skimage.transform import resize
+
+    frac = resize(mask.astype(np.float64), shape, order=1, mode="reflect",
+                  anti_aliasing=True, preserve_range=True)
     out = frac >= 0.5
-    if mask.any() and not out.any():  # thinner than half a target pixel: keep its trace
+    if mask.any() and not out.any():
         out = frac >= 0.5 * frac.max()
     return out
 
 
-def _target_shape(size, first_path: Path) -> tuple:
-    if size is None:
-        return read_gray(first_path).shape
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        shape = (int(size), int(size))
-    else:
-        try:
-            shape = tuple(int(s) for s in size)
-        except (TypeError, ValueError):
-            shape = ()
-    if len(shape) != 2 or min(shape) < 8:
-        raise DataError(f"size must be an int >= 8, a pair (height, width) or None (keep the "
-                        f"files' size), got {quote(size)}.")
-    return shape
+def image_size(path) -> tuple:
+    """``(height, width)`` of an image file, read from its header (no decoding)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except Exception as exc:  # noqa: BLE001 - any decoder error
+        raise DataError(f"Could not read image {path} ({type(exc).__name__}: "
+                        f"{quote(str(exc), 120)}). Replace or delete the file.") from exc
+    return height, width
+
+
+def category_scale(paths, scale: float = 1.0, max_side: int | None = None) -> float:
+    """The one factor a category's images are scaled by: ``scale``, made smaller if needed so
+    that the longest side of the largest image is at most ``max_side`` pixels."""
+    scale = check_number("scale", scale, low=0.0, high=4.0, low_open=True)
+    if max_side is not None:
+        longest = max(max(image_size(p)) for p in paths)
+        scale = min(scale, check_positive_int("max_side", max_side, minimum=8) / longest)
+    return scale
 
 
 def _find_mask(gt_dir: Path, defect: str, image: Path):
@@ -325,14 +351,16 @@ def list_mvtec_files(root, category: str) -> tuple:
     return train_files, test_items, mask_files
 
 
-def load_mvtec_folder(root, category: str, size=128, n_train: int | None = None,
-                      seed: int = 0, verbose: bool = True, source: str = "file",
-                      detail: str | None = None) -> MVTecData:
+def load_mvtec_folder(root, category: str, scale: float = 1.0, max_side: int | None = None,
+                      n_train: int | None = None, seed: int = 0, verbose: bool = True,
+                      source: str = "file", detail: str | None = None) -> MVTecData:
     """Load one category of a folder in MVTec AD layout (real MVTec, built textures or yours).
 
-    Images are read one at a time, converted to grayscale float32 in [0, 1] and resized at
-    once (scikit-image, with anti-aliasing), so only the resized set is held in memory.
-    Masks are resized by area (a target pixel is defective when at least half of it was).
+    Images are read one at a time, converted to grayscale float32 in [0, 1] and scaled by ONE
+    factor for the whole category (:func:`category_scale`: ``scale``, or less so that no side
+    exceeds ``max_side``), so their aspect ratios and relative sizes stay as they are and only
+    the scaled set is held in memory.  Images may differ in size.  Masks are scaled like their
+    images; any nonzero mask pixel is a defect (0/255 and 0/1 masks both work).
 
     Parameters
     ----------
@@ -341,9 +369,10 @@ def load_mvtec_folder(root, category: str, size=128, n_train: int | None = None,
         ``<category>/ground_truth/...`` (see the module docstring).
     category : str
         Sub-folder to read, e.g. ``"carpet"`` or ``"brick"``.
-    size : int, (int, int) or None
-        Output size: 128 -> 128 x 128; ``(h, w)``; ``None`` keeps the files' size (they must
-        then all have the same size).
+    scale : float
+        Scale factor for every image (1.0: the files' own resolution; 0.5: half).
+    max_side : int, optional
+        Upper limit, in pixels, for the longest side after scaling (lowers ``scale`` if needed).
     n_train : int, optional
         Use a seeded random subset of this many training images (default: all).
     seed : int
@@ -352,7 +381,8 @@ def load_mvtec_folder(root, category: str, size=128, n_train: int | None = None,
         Print one line saying what was loaded (and how many defective images have an empty
         mask, if any).
     source, detail : str
-        Recorded in the result (set by the textures loader and :func:`load_mvtec`).
+        Recorded in the result (set by the textures and KolektorSDD loaders and
+        :func:`load_mvtec`).
 
     Returns
     -------
@@ -364,43 +394,37 @@ def load_mvtec_folder(root, category: str, size=128, n_train: int | None = None,
         Missing folders, a category without training or test images, a defective test image
         without its ``<name>_mask.png``, a mask whose size differs from its image's, or a file
         that cannot be read.
-
-    Used by ``python -m course_lib.bench mvtec``.
     """
     train_files, test_items, mask_files = list_mvtec_files(root, category)
     if n_train is not None:
         n_train = check_positive_int("n_train", n_train)
         train_files = [train_files[i] for i in seeded_subset(len(train_files), n_train, seed)]
-    shape = _target_shape(size, train_files[0])
-    native = None if size is not None else shape
+    factor = category_scale(train_files + [p for p, _ in test_items], scale, max_side)
 
     def load(path):
         img = read_gray(path)
-        if native is not None and img.shape != native:
-            raise DataError(f"{path} is {img.shape[0]}x{img.shape[1]} but other images are "
-                            f"{native[0]}x{native[1]}; pass size=... to resize them.")
-        return img, resize_image(img, shape).astype(np.float32)
+        return img, rescale_image(img, factor).astype(np.float32)
 
-    x_train = np.empty((len(train_files),) + shape, np.float32)
-    for i, path in enumerate(train_files):
-        x_train[i] = load(path)[1]
-    x_test = np.empty((len(test_items),) + shape, np.float32)
-    masks = np.zeros((len(test_items),) + shape, np.uint8)
-    for i, ((path, _), mask_path) in enumerate(zip(test_items, mask_files)):
-        img, x_test[i] = load(path)
-        if mask_path is not None:
-            mask = read_mask(mask_path)
-            if mask.shape != img.shape:
-                raise DataError(f"Mask {mask_path} is {mask.shape[0]}x{mask.shape[1]} but its "
-                                f"image {path} is {img.shape[0]}x{img.shape[1]}; a mask must "
-                                f"have its image's size.")
-            masks[i] = resize_mask(mask, shape)
+    x_train = [load(path)[1] for path in train_files]
+    x_test, masks = [], []
+    for (path, _), mask_path in zip(test_items, mask_files):
+        img, small = load(path)
+        x_test.append(small)
+        if mask_path is None:
+            masks.append(np.zeros(small.shape, bool))
+            continue
+        mask = read_mask(mask_path)
+        if mask.shape != img.shape:
+            raise DataError(f"Mask {mask_path} is {mask.shape[0]}x{mask.shape[1]} but its image "
+                            f"{path} is {img.shape[0]}x{img.shape[1]}; a mask must have its "
+                            f"image's size.")
+        masks.append(rescale_mask(mask, small.shape))
     y_test = np.array([int(d != "good") for _, d in test_items], dtype=np.int64)
     data = MVTecData(category=str(category), x_train=x_train, x_test=x_test, y_test=y_test,
                      masks_test=masks, defect_test=[d for _, d in test_items],
                      train_paths=[str(p) for p in train_files],
                      test_paths=[str(p) for p, _ in test_items], source=source,
-                     detail=detail or f"MVTec-layout folder {root}")
+                     detail=detail or f"MVTec-layout folder {root}", scale=float(factor))
     if verbose:
         print(data)
     return data
@@ -579,15 +603,16 @@ def extract_mvtec_archive(archive, root=None, replace: bool = False) -> list:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_mvtec(category: str, size=128, root=None, download: bool = True,
-               n_train: int | None = None, seed: int = 0, verbose: bool = True) -> MVTecData:
+def load_mvtec(category: str, scale: float = 1.0, max_side: int | None = None, root=None,
+               download: bool = True, n_train: int | None = None, seed: int = 0,
+               verbose: bool = True) -> MVTecData:
     """Load one category of the real MVTec AD, downloading it first if needed.
 
     Parameters
     ----------
     category : str
         One of :data:`MVTEC_AD_CATEGORIES`, e.g. ``"carpet"``.
-    size, n_train, seed, verbose
+    scale, max_side, n_train, seed, verbose
         As in :func:`load_mvtec_folder`.
     root : str or Path, optional
         Folder of the dataset (default :func:`mvtec_dir`).
@@ -595,7 +620,7 @@ def load_mvtec(category: str, size=128, root=None, download: bool = True,
         Download the category's archive when it is missing (else raise ``DataError``).
         Never done when ``COURSE_DATA=offline`` (see :func:`course_lib.config.data_mode`).
 
-    Taught in notebook 05.
+    Used by ``course-bench mvtec --category <name>`` for the real MVTec AD categories.
     """
     if category not in MVTEC_AD_CATEGORIES:
         raise DataError(f"Unknown MVTec AD category {quote(category)}: expected one of "
@@ -607,7 +632,8 @@ def load_mvtec(category: str, size=128, root=None, download: bool = True,
             raise DataError(f"MVTec AD '{category}' not found in {root}{why}. "
                             + manual_download_message(category, root))
         download_mvtec(category, root)
-    return load_mvtec_folder(root, category, size=size, n_train=n_train, seed=seed,
+    return load_mvtec_folder(root, category, scale=scale, max_side=max_side, n_train=n_train,
+                             seed=seed,
                              verbose=verbose, source="online",
                              detail=f"real MVTec AD ({MVTEC_AD_LICENCE}, MVTec Software GmbH) "
                                     f"in {root}")

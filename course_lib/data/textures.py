@@ -24,7 +24,7 @@ import numpy as np
 from course_lib.checks import DataError, check_positive_int, quote
 from course_lib.config import Profile, cache_dir, get_profile
 from course_lib.data.common import CacheItem, path_size
-from course_lib.data.mvtec import MVTecData, load_mvtec_folder, resize_image
+from course_lib.data.mvtec import MVTecData, load_mvtec_folder
 
 TEXTURES = ("brick", "grass", "gravel")
 DEFECT_KINDS = ("scratch", "hole", "stain", "crack", "particle", "contrast")
@@ -176,6 +176,16 @@ def default_texture_root(settings: dict) -> Path:
                           f"{hashlib.sha256(key).hexdigest()[:8]}")
 
 
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    """A square crop resized to ``size`` x ``size`` (bilinear, anti-aliased)."""
+    if img.shape == (size, size):
+        return img
+    from skimage.transform import resize
+
+    return np.clip(resize(img, (size, size), order=1, mode="reflect", anti_aliasing=True,
+                          preserve_range=True), 0.0, 1.0)
+
+
 def _write_png(path: Path, img: np.ndarray) -> None:
     import skimage.io
 
@@ -189,7 +199,7 @@ def _build_one_texture(folder: Path, name: str, index: int, s: dict) -> dict:
 
     def patch(rows):
         p = _crop(photo, rows, crop, rng)
-        return resize_image(np.ascontiguousarray(p), (size, size))
+        return _resize(np.ascontiguousarray(p), size)
 
     def to_uint8(img):
         return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
@@ -309,11 +319,11 @@ def build_texture_dataset(root=None, size: int = 128, n_train: int = 200,
 
 def texture_settings(profile: Profile | str | None = None) -> dict:
     """The texture-set sizes of a profile: ``size``, ``n_train``, ``n_test_good``,
-    ``n_test_defect`` (``profile.mvtec_*``) and ``seed`` 0, as keyword arguments of
+    ``n_test_defect`` (``profile.texture_*``) and ``seed`` 0, as keyword arguments of
     :func:`build_texture_dataset` and :func:`load_textures`."""
     prof = get_profile(profile)
-    return {"size": prof.mvtec_size, "n_train": prof.mvtec_n_train,
-            "n_test_good": prof.mvtec_n_test_good, "n_test_defect": prof.mvtec_n_test_defect,
+    return {"size": prof.texture_size, "n_train": prof.texture_n_train,
+            "n_test_good": prof.texture_n_test_good, "n_test_defect": prof.texture_n_test_defect,
             "seed": 0}
 
 
@@ -347,7 +357,7 @@ def load_textures(texture: str = "brick", profile: Profile | str | None = None, 
                         f"{sorted(settings)}.")
     settings.update(sizes)
     folder = build_texture_dataset(root, textures=(texture,), **settings)
-    return load_mvtec_folder(folder, texture, size=settings["size"], verbose=verbose,
+    return load_mvtec_folder(folder, texture, verbose=verbose,
                              source="embedded",
                              detail=f"scikit-image's CC0 '{texture}' photo with synthetic "
                                     f"defects, built offline in {folder}")
