@@ -93,8 +93,9 @@ def atomic_write_text(path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _check_hash(path: Path, known_hash: str, what: str) -> None:
-    """``known_hash`` is ``"sha256:<hex>"`` or ``"md5:<hex>"`` (pooch's notation) or bare sha256."""
+def check_hash(path, known_hash: str, what: str) -> None:
+    """Raise ``DataError`` unless the file at ``path`` has ``known_hash``: ``"sha256:<hex>"`` or
+    ``"md5:<hex>"`` (pooch's notation) or a bare sha256."""
     alg, _, expected = known_hash.rpartition(":")
     alg = alg or "sha256"
     digest = hashlib.new(alg)
@@ -142,7 +143,7 @@ def fetch_file(url: str, target, known_hash: str | None = None, verify=None,
                                           headers={"User-Agent": USER_AGENT})
         downloader(url, str(tmp), None)
         if known_hash:
-            _check_hash(tmp, known_hash, what)
+            check_hash(tmp, known_hash, what)
         if verify is not None:
             verify(tmp)
         os.replace(tmp, target)

@@ -571,7 +571,7 @@ def mvtec_feature_experiment(data, method: str = "dictionary",
     coreset, fraction
         Of the memory bank.
     return_details : bool
-        Also return ``{"model", "x_fit", "x_val", "val_maps", "test_maps"}``.
+        Also return ``{"model", "x_fit", "x_val", "val_maps", "test_maps", "backbone"}``.
 
     Returns
     -------
@@ -878,8 +878,8 @@ def ecg_experiment(split: ECGSplit, profile=None, seed: int = 0, return_details:
     Returns a dict with ``auroc`` and ``auprc`` (autoencoder; abnormal = positive class),
     ``baseline_pca_auroc``/``_auprc``, ``baseline_iforest_auroc``/``_auprc``,
     ``baseline_nn_auroc``/``_auprc`` (nearest normal beat), ``threshold``, ``recall`` and
-    ``false_alarm_rate`` at that threshold, ``recall_per_class`` (``{label: share
-    flagged}``), ``n_train``, ``n_val``, ``n_test``, ``n_test_normal``, ``n_abnormal``,
+    ``false_alarm_rate`` at that threshold (``threshold_percentile``: the percentile used),
+    ``recall_per_class`` (``{label: share flagged}``), ``n_train``, ``n_val``, ``n_test``, ``n_test_normal``, ``n_abnormal``,
     ``length``, ``epochs`` (run), ``seconds``, ``profile``, ``seed``.  With
     ``return_details`` it returns ``(result, details)``, ``details`` = ``{"autoencoder",
     "history", "scores", "val_scores", "threshold"}`` (``scores``: model name -> test

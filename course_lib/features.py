@@ -311,7 +311,8 @@ def patch_features(backbone, images, batch_size=16):
         if backbone.preprocess is not None:
             batch = backbone.preprocess(batch)
         feats = backbone.model.predict(batch, batch_size=batch_size, verbose=0)
-        feats = feats[:, MIRROR_CELLS:-MIRROR_CELLS, MIRROR_CELLS:-MIRROR_CELLS]   # the mirror off
+        h, w = feats.shape[1:3]                      # (0:-0 would keep nothing)
+        feats = feats[:, MIRROR_CELLS:h - MIRROR_CELLS, MIRROR_CELLS:w - MIRROR_CELLS]  # mirror off
         for i, f in zip(indices, feats):
             out[i] = np.asarray(f, dtype=np.float32)                     # (h, w, d)
     return out

@@ -191,7 +191,7 @@ def gan_health(generator, discriminator, x_real, n: int = 200, seed: int = 0) ->
         real ones (near 1: as varied as the data; near 0: mode collapse);
         ``d_acc_real`` / ``d_acc_fake``: share of real / generated images D classifies
         correctly (both near 1: D wins and G gets no useful gradient; both near 0.5: balance);
-        ``mean_pixel``: generated vs real mean intensity; ``warnings``: a list of plain-language
+        ``mean_pixel_fake`` / ``mean_pixel_real``: generated / real mean intensity; ``warnings``: a list of plain-language
         findings (empty when nothing looks wrong); ``ok``: no warnings.
 
     Used in notebook 06.

@@ -5,10 +5,11 @@ An anomaly map gives every pixel a score (e.g. ``1 - SSIM`` or the squared error
 reconstruction); a ground-truth mask marks the defective pixels.  The metrics of the MVTec AD
 papers (Bergmann et al., CVPR 2019 and IJCV 2021) judge such maps at three levels:
 
-- images: :func:`image_scores` turns each map into one score, :func:`image_auroc` ranks
-  them; :func:`largest_region_scores` and :func:`classification_ratios` give the paper's
-  Table 2 numbers (threshold set on defect-free validation images only, then the fraction
-  of good and of defective test images classified correctly);
+- images: :func:`image_scores` turns each map into one score (its maximum), :func:`image_auroc`
+  ranks them; :func:`classification_ratios` gives the paper's Table 2 numbers (threshold set
+  on defect-free validation images only, then the fraction of good and of defective test
+  images classified correctly); :func:`largest_region_scores` is the paper's other image
+  score (a smallest defect area), which the course does not use;
 - pixels: :func:`pixel_auroc`, the ROC AUC over all pixels of all test images;
 - regions: :func:`pro_curve` and :func:`aupro`, the per-region overlap (PRO).  Each
   connected defect region counts equally, however large, so one huge defect cannot hide
@@ -21,7 +22,7 @@ are more anomalous; an image is flagged iff ``score > threshold``.
 - residual maps: :func:`residual_maps` (squared error or ``1 - SSIM`` per pixel);
 - one evaluation for every model: :func:`evaluate_anomaly_maps`.
 
-scikit-learn and scipy are imported inside the functions.
+scikit-learn is imported inside the functions, scipy at the top.
 """
 
 from __future__ import annotations
@@ -129,10 +130,10 @@ def largest_region_scores(maps, min_area: int = 1, connectivity: int = 2) -> np.
     -------
     ndarray of shape (N,)
 
-    Part of :func:`evaluate_anomaly_maps`.
+    Not called by the notebooks or the benchmark commands, which score an image by its map's
+    maximum (:func:`image_scores`, the same as ``min_area=1``); pass its result where they
+    pass ``image_scores(maps)`` to try the paper's rule.
     """
-    from scipy import ndimage
-
     m = _check_maps(maps)
     smallest = min(a.size for a in m)
     if not isinstance(min_area, (int, np.integer)) or isinstance(min_area, bool) or not (
@@ -231,7 +232,6 @@ def _structure(connectivity: int) -> np.ndarray:
     if connectivity not in (1, 2):
         raise DataError(f"connectivity must be 1 (4 neighbours) or 2 (8 neighbours), got "
                          f"{connectivity!r}.")
-    from scipy import ndimage
 
     return ndimage.generate_binary_structure(2, connectivity)
 
@@ -260,7 +260,6 @@ def pro_curve(masks, maps, connectivity: int = 2) -> tuple[np.ndarray, np.ndarra
 
     Part of :func:`aupro`.
     """
-    from scipy import ndimage
 
     maps_list = _check_maps(maps)
     masks_list = check_mask_list(masks, [a.shape for a in maps_list])

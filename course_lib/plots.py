@@ -197,7 +197,7 @@ def plot_score_histograms(scores_by_group: dict, threshold=None, log_y: bool = T
     -------
     matplotlib Axes
 
-    Taught in notebook 03; used in notebook 04.
+    Taught in notebook 03; used in notebooks 04, 06 and 08.
     """
     import matplotlib.pyplot as plt
 
@@ -248,7 +248,7 @@ def plot_roc_pr(y_true, scores_by_model: dict, axes=None):
     -------
     matplotlib Figure
 
-    Taught in notebook 03; used in notebook 04.
+    Taught in notebook 03; used in notebooks 04, 06 and 08.
     """
     import matplotlib.pyplot as plt
     from sklearn.metrics import (average_precision_score, precision_recall_curve,

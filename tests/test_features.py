@@ -402,3 +402,15 @@ def test_patch_features_have_no_border_frame():
         np.testing.assert_allclose(f, np.broadcast_to(f[5, 7], f.shape), rtol=1e-4, atol=1e-5)
         zero_padded = bb.model.predict(flat[None, ..., None], verbose=0)[0]
         assert not np.allclose(zero_padded[0, 0], zero_padded[5, 7], rtol=1e-3, atol=1e-4)
+
+
+def test_patch_features_without_mirror_are_the_plain_cnn(monkeypatch):
+    """MIRROR_CELLS = 0 (notebook 07's suggested experiment) gives the zero-padded CNN's own
+    feature maps, not empty ones."""
+    monkeypatch.setattr(F, "MIRROR_CELLS", 0)
+    img = np.random.default_rng(0).random((40, 56)).astype(np.float32)
+    bb = F.random_conv_backbone(0)
+    f = F.patch_features(bb, [img])[0]
+    assert f.shape == (10, 14, F.RANDOM_FILTERS[-1])
+    np.testing.assert_allclose(f, bb.model.predict(img[None, ..., None], verbose=0)[0],
+                               rtol=1e-5, atol=1e-6)

@@ -291,7 +291,8 @@ def test_cli_mvtec_image_settings_override_the_profile(photos_root, tiny_fast, c
     assert result["scale"] == 0.75 and result["image_size"] == "60x135 to 66x135"
     for bad, message in ((["--patch-size", "12"], "multiple of 8"),
                          (["--scale", "0"], "scale factor in"),
-                         (["--patch-size", "16", "--stride", "20"], "larger than --patch-size")):
+                         (["--patch-size", "16", "--stride", "20"], "larger than --patch-size"),
+                         (["--stride", "200"], "profile's patch size")):
         assert cli.main(["mvtec", "--root", str(photos_root), "--category", "strip",
                          *bad]) == 2
         assert message in capsys.readouterr().err

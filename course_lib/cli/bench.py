@@ -70,6 +70,7 @@ from course_lib.cli.common import (ArgumentParser, UsageError, data_mode_name, e
                                    notebook_paths, output_file, positive_int, profile_name,
                                    run_command, scale_factor)
 from course_lib.config import get_profile
+from course_lib.data.ecg import LAYOUTS
 from course_lib.download import atomic_write_text
 
 PROG = "python -m course_lib.bench"
@@ -120,11 +121,14 @@ def image_profile(args):
     """The profile named by ``args.profile`` with the image settings given as options."""
     changes = {field: getattr(args, option) for option, field in IMAGE_OPTIONS.items()
                if getattr(args, option, None) is not None}
-    patch, stride = changes.get("mvtec_patch"), changes.get("mvtec_stride")
-    if patch is not None and stride is not None and stride > patch:
-        raise UsageError(f"--stride {stride} is larger than --patch-size {patch}: the patches "
+    profile = dataclasses.replace(get_profile(args.profile), **changes)
+    patch, stride = profile.mvtec_patch, changes.get("mvtec_stride")
+    if stride is not None and stride > patch:
+        given = ("--patch-size" if "mvtec_patch" in changes
+                 else f"the {profile.name} profile's patch size")
+        raise UsageError(f"--stride {stride} is larger than {given} {patch}: the patches "
                          f"would leave pixels uncovered; use a stride of at most {patch}.")
-    return dataclasses.replace(get_profile(args.profile), **changes)
+    return profile
 
 
 def _load_category(args):
@@ -424,7 +428,7 @@ def build_parser() -> ArgumentParser:
     ecg.add_argument("--profile", type=profile_name, default=None,
                      help="fast | workshop | full (epochs)")
     ecg.add_argument("--seed", default=0, type=int_at_least(0))
-    ecg.add_argument("--layout", default="auto", choices=("auto", "label-first", "label-last"),
+    ecg.add_argument("--layout", default="auto", choices=LAYOUTS,
                      help="where the label is in each row (default: auto, the end that holds "
                           "whole numbers)")
     ecg.set_defaults(func=_cmd_ecg)

@@ -28,7 +28,7 @@ from course_lib.checks import DataError, quote
 from course_lib.config import Profile, data_mode, get_profile, keras_dir
 from course_lib.data.common import (CacheItem, check_file, embedded_file, embedded_item,
                                     online_or_embedded, path_size)
-from course_lib.download import fetch_file, sha256_file
+from course_lib.download import check_hash, fetch_file
 from course_lib.sampling import seeded_subset
 
 #: The public copy of the full CSV (used by the TensorFlow "imbalanced data" tutorial).
@@ -286,10 +286,7 @@ def creditcard_cache_path() -> Path:
 def _verify_full(path: Path, what: str):
     """Check that ``path`` is the full dataset; return it as a clean DataFrame."""
     if CREDITCARD_SHA256 is not None:
-        digest = sha256_file(path)
-        if digest != CREDITCARD_SHA256:
-            raise DataError(f"{what}: sha256 {digest[:12]}... differs from the expected "
-                            f"{CREDITCARD_SHA256[:12]}...")
+        check_hash(path, CREDITCARD_SHA256, what)
     frame = read_creditcard_csv(path, name=what)
     n_fraud = int(frame["Class"].sum())
     if len(frame) != CREDITCARD_ROWS or n_fraud != CREDITCARD_FRAUDS:

@@ -34,7 +34,7 @@ from course_lib.checks import (DataError, check_class_labels, check_matrix, chec
 from course_lib.config import data_mode, keras_dir
 from course_lib.data.common import (CacheItem, check_file, embedded_file, embedded_item,
                                     online_or_embedded, path_size)
-from course_lib.download import atomic_write_text, fetch_file, sha256_file
+from course_lib.download import atomic_write_text, check_hash, fetch_file
 
 #: Samples per ECG5000 beat.
 ECG_LENGTH = 140
@@ -293,10 +293,7 @@ def ecg_cache_path() -> Path:
 def _verify_full(path: Path, what: str):
     """Check that ``path`` is TensorFlow's 4,998-beat CSV; return ``(x, y)``."""
     if ECG_SHA256 is not None:
-        digest = sha256_file(path)
-        if digest != ECG_SHA256:
-            raise DataError(f"{what}: sha256 {digest[:12]}... differs from the expected "
-                            f"{ECG_SHA256[:12]}...")
+        check_hash(path, ECG_SHA256, what)
     x, y = read_ecg_file(path, layout="label-last", length=ECG_LENGTH, name=what)
     odd = sorted(set(np.unique(y).tolist()) - {0, 1})
     if len(x) != ECG_ROWS or odd or not (0 < int(y.sum()) < len(y)):

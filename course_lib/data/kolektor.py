@@ -3,7 +3,7 @@
 The Kolektor Surface-Defect Dataset (Tabernik, Šela, Skvarč and Skočaj, "Segmentation-based
 deep-learning approach for surface-defect detection", Journal of Intelligent Manufacturing,
 2019; ViCoS lab, University of Ljubljana, with Kolektor Group; licence CC BY-NC-SA 4.0) holds
-grayscale photos of commutator surfaces, 250 pixels wide and 620-642 high (half the original
+grayscale photos of commutator surfaces, 250 pixels wide and 617-642 high (half the original
 resolution, as arranged for the course), some with thin dark cracks.
 
 - ``embedded``: a real subset shipped in ``data/kolektorsdd/kolektor`` (48 defect-free
