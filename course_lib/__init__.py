@@ -19,7 +19,8 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``gan``           DCGAN, AnoGAN's latent search, f-AnoGAN's encoder
 - ``features``      CNN patch features, feature dictionary, PatchCore-style memory bank
 - ``plots``         the notebooks' figures
-- ``experiments``   the runs shared by notebooks, benchmark commands and the deck
+- ``experiments.*`` the runs shared by notebooks, benchmark commands and the deck, one module
+                    per notebook topic (``one_class``, ``creditcard``, ``mvtec``, ``ecg``)
 - ``cli.*``         command-line tools: ``runner``, ``bench``, ``data``, ``doctor``, ``colab``
                     (``python -m course_lib.<tool>``)
 

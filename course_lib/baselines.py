@@ -93,7 +93,7 @@ class VariationModel:
         Added to the standard deviation, so pixels that never change (std 0) do not give
         infinite scores.  In the images' units (0.01 for images in [0, 1]).
 
-    One of the classic baselines of :func:`course_lib.experiments.mvtec_baseline_maps`.
+    One of the classic baselines of :func:`course_lib.experiments.mvtec.mvtec_baseline_maps`.
     """
 
     def __init__(self, eps: float = 0.01):
@@ -146,7 +146,7 @@ class TextureInspection:
     random_state : int
         Seed of the subset and of the mixture's initialisation.
 
-    One of the classic baselines of :func:`course_lib.experiments.mvtec_baseline_maps`.
+    One of the classic baselines of :func:`course_lib.experiments.mvtec.mvtec_baseline_maps`.
     """
 
     def __init__(self, patch_size: int = 8, stride: int = 4, n_components: int = 5,

@@ -19,7 +19,7 @@ to its nearest neighbour in the bank.
   :func:`coreset_radius`: the k-center coreset and how well it covers.
 
 The whole evaluation (``python -m course_lib.bench mvtec-dictionary`` / ``mvtec-knn``) is
-:func:`course_lib.experiments.mvtec_feature_experiment`.
+:func:`course_lib.experiments.mvtec.mvtec_feature_experiment`.
 
 The cells saved from notebook 07 (:func:`patch_features`, :func:`knn_distance`,
 :func:`coreset_radius`, :func:`greedy_coreset`) use what the module imports at its top

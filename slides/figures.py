@@ -61,7 +61,7 @@ class Run:
     @cached_property
     def one_class(self):
         """Notebook 03's one-class autoencoder, trained on digit 7 only."""
-        from course_lib.experiments import train_one_class
+        from course_lib.experiments.one_class import train_one_class
 
         x_normal = self.mnist.x_train[self.mnist.y_train == NORMAL_DIGIT]
         return train_one_class(x_normal, self.profile, seed=self.seed)
@@ -149,7 +149,7 @@ def one_class_scores(run: Run):
     from sklearn.metrics import roc_auc_score
 
     from course_lib.baselines import PCAReconstruction
-    from course_lib.experiments import PCA_COMPONENTS
+    from course_lib.experiments.one_class import PCA_COMPONENTS
     from course_lib.images import flatten
     from course_lib.metrics import anomaly_scores
     from course_lib.plots import plot_roc_pr, plot_score_histograms
@@ -177,7 +177,7 @@ def creditcard(run: Run):
     """Error histogram per class (log y) and ROC/PR against two baselines (notebook 04)."""
     import matplotlib.pyplot as plt
 
-    from course_lib.experiments import creditcard_experiment
+    from course_lib.experiments.creditcard import creditcard_experiment
     from course_lib.data.creditcard import load_creditcard
     from course_lib.plots import plot_roc_pr, plot_score_histograms
 
@@ -215,7 +215,7 @@ def _map_figure(data, maps: dict, n: int = 6):
 def mvtec_l2_vs_ssim(run: Run):
     """Residual maps of the L2 and the SSIM patch autoencoder next to the ground truth, on real
     cracks at the images' own aspect ratio (notebook 05)."""
-    from course_lib.experiments import mvtec_autoencoder_experiment
+    from course_lib.experiments.mvtec import mvtec_autoencoder_experiment
 
     data = run.kolektor
     results, maps = {}, {}
@@ -280,7 +280,7 @@ def anogan(run: Run):
 @figure
 def feature_maps(run: Run):
     """Feature-dictionary and memory-bank anomaly maps on the same cracks (notebook 07)."""
-    from course_lib.experiments import feature_backbone, mvtec_feature_experiment, \
+    from course_lib.experiments.mvtec import feature_backbone, mvtec_feature_experiment, \
         split_good_images
 
     data = run.kolektor
@@ -309,7 +309,7 @@ def ecg_heartbeats(run: Run):
     import matplotlib.pyplot as plt
 
     from course_lib.data.ecg import load_ecg
-    from course_lib.experiments import ecg_experiment, split_ecg
+    from course_lib.experiments.ecg import ecg_experiment, split_ecg
     from course_lib.plots import plot_score_histograms
 
     data = load_ecg()

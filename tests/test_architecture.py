@@ -34,6 +34,8 @@ DATA_ORDER = ("common", "mnist", "creditcard", "mvtec", "textures", "kolektor", 
               "cache")
 #: Inside ``cli``: what the tools share, then the tools (same rank: none imports another).
 CLI_SHARED = ("common", "notebooks")
+#: The experiments, one module per notebook topic (same rank: none imports another).
+EXPERIMENTS = ("one_class", "creditcard", "mvtec", "ecg")
 CLI_TOOLS = ("runner", "bench", "data", "doctor", "colab")
 #: ``python -m course_lib.<tool>`` shims: the very bottom.
 SHIMS = ("course_lib.bench", "course_lib.runner", "course_lib.doctor", "course_lib.colab",
@@ -169,6 +171,9 @@ def layer_order(docstring: str) -> list:
     for name in listed:
         if name == "data.*":
             groups += [["course_lib.data"]] + [[f"course_lib.data.{m}"] for m in DATA_ORDER]
+        elif name == "experiments.*":
+            groups += [["course_lib.experiments"],
+                       [f"course_lib.experiments.{m}" for m in EXPERIMENTS]]
         elif name == "cli.*":
             groups += [["course_lib.cli"]] + [[f"course_lib.cli.{m}"] for m in CLI_SHARED]
             groups.append([f"course_lib.cli.{m}" for m in CLI_TOOLS])
@@ -248,7 +253,7 @@ def test_layer_list_names_every_module_once():
     listed = [m for g in groups for m in g]
     assert len(listed) == len(set(listed)), "a module is listed twice"
     assert sorted(listed) == sorted(all_modules()), (
-        "course_lib/__init__.py's layer list (with DATA_ORDER, CLI_SHARED, CLI_TOOLS and SHIMS "
+        "course_lib/__init__.py's layer list (with DATA_ORDER, EXPERIMENTS, CLI_SHARED, CLI_TOOLS and SHIMS "
         f"here) and the files differ: not listed {sorted(set(all_modules()) - set(listed))}, "
         f"no such file {sorted(set(listed) - set(all_modules()))}")
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from course_lib import experiments
+from course_lib.experiments import mvtec, one_class
 from course_lib.checks import DataError
 from course_lib.cli import bench, common, notebooks
 from course_lib.cli.notebooks import RunResult
@@ -70,20 +70,20 @@ def test_untrained_model_does_worse_than_trained(split_files, monkeypatch):
 
     x, y = load_npz_images(split_files[0])
     xt, yt = load_npz_images(split_files[1])
-    trained = experiments.mnist_one_class_experiment(x, y, xt, yt, digit=7, profile="fast")
-    monkeypatch.setattr(experiments, "train_one_class",
+    trained = one_class.mnist_one_class_experiment(x, y, xt, yt, digit=7, profile="fast")
+    monkeypatch.setattr(one_class, "train_one_class",
                         lambda xn, prof, seed=0: build_one_class_autoencoder()[0])
-    untrained = experiments.mnist_one_class_experiment(x, y, xt, yt, digit=7, profile="fast")
+    untrained = one_class.mnist_one_class_experiment(x, y, xt, yt, digit=7, profile="fast")
     assert trained["auroc"] > untrained["auroc"] + 0.05, (trained, untrained)
 
 
 def test_bad_inputs_are_reported():
     x = np.zeros((30, 28, 28), np.uint8)
     with pytest.raises(DataError, match="only 0 training images of digit 3"):
-        experiments.mnist_one_class_experiment(x, np.zeros(30, int), x, np.arange(30) % 2,
+        one_class.mnist_one_class_experiment(x, np.zeros(30, int), x, np.arange(30) % 2,
                                                digit=3)
     with pytest.raises(DataError, match="both digit 0 and other digits"):
-        experiments.mnist_one_class_experiment(x, np.zeros(30, int), x, np.zeros(30, int),
+        one_class.mnist_one_class_experiment(x, np.zeros(30, int), x, np.zeros(30, int),
                                                digit=0)
 
 
@@ -145,7 +145,7 @@ def test_a_file_where_a_folder_is_expected_is_named_a_file(tmp_path, capsys):
 ])
 def test_ssim_speed_bad_numbers_are_usage_errors(argv, words, monkeypatch, capsys):
     """Defect: --images -1 reported 1890 images; --images 0 / --size 0 gave cryptic errors."""
-    monkeypatch.setattr(experiments, "ssim_speed_experiment",
+    monkeypatch.setattr(mvtec, "ssim_speed_experiment",
                         lambda **kw: pytest.fail(f"ran with {kw}"))
     assert bench.main(["ssim-speed", *argv]) == 2
     _one_usage_line(capsys, *words)
@@ -159,7 +159,7 @@ def test_ssim_speed_bad_numbers_are_usage_errors(argv, words, monkeypatch, capsy
 def test_ssim_speed_limits_are_checked_before_tensorflow_loads(argv, words, monkeypatch,
                                                                capsys):
     """Too many crops or too large a size: one usage line, before TensorFlow's start-up log."""
-    monkeypatch.setattr(experiments, "ssim_speed_experiment",
+    monkeypatch.setattr(mvtec, "ssim_speed_experiment",
                         lambda **kw: pytest.fail(f"ran with {kw}"))
     assert bench.main(["ssim-speed", *argv]) == 2
     _one_usage_line(capsys, *words)
@@ -171,7 +171,7 @@ def test_ssim_speed_limits_found_by_the_experiment_are_usage_errors(monkeypatch,
         raise DataError(f"at most 2 crops of {size}x{size} fit in the photo, "
                         f"got n_images={n_images}.")
 
-    monkeypatch.setattr(experiments, "ssim_speed_experiment", refuse)
+    monkeypatch.setattr(mvtec, "ssim_speed_experiment", refuse)
     assert bench.main(["ssim-speed", "--images", "3", "--size", "128"]) == 2
     _one_usage_line(capsys, "at most 2 crops", "n_images=3")
 
@@ -183,14 +183,14 @@ def test_ssim_crops_counts_what_the_experiment_cuts():
     for size in (64, 256):
         limit = bench.ssim_crops(size)
         with pytest.raises(DataError, match=f"at most {limit} crops of {size}x{size}"):
-            experiments.ssim_speed_experiment(n_images=limit + 1, size=size, repeats=1)
+            mvtec.ssim_speed_experiment(n_images=limit + 1, size=size, repeats=1)
     with pytest.raises(DataError, match=f"at most {bench.SSIM_PHOTO_SIDE}"):
-        experiments.ssim_speed_experiment(n_images=1, size=bench.SSIM_PHOTO_SIDE + 1)
+        mvtec.ssim_speed_experiment(n_images=1, size=bench.SSIM_PHOTO_SIDE + 1)
 
 
 def test_ssim_speed_prints_the_experiment_as_json(monkeypatch, capsys):
     seen = {}
-    monkeypatch.setattr(experiments, "ssim_speed_experiment",
+    monkeypatch.setattr(mvtec, "ssim_speed_experiment",
                         lambda n_images, size: seen.update(n=n_images, size=size) or
                         {"images": n_images, "size": size})
     assert bench.main(["ssim-speed", "--images", "3", "--size", "64"]) == 0

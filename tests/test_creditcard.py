@@ -22,7 +22,7 @@ from course_lib.data import creditcard as C
 from course_lib.data.creditcard import (CREDITCARD_COLUMNS, check_creditcard_frame,
                                         creditcard_cache_items, creditcard_cache_path,
                                         fetch_creditcard, load_creditcard, read_creditcard_csv)
-from course_lib.experiments import split_creditcard
+from course_lib.experiments.creditcard import split_creditcard
 from test_download import LocalServer, closed_port_url, no_proxy, short_timeouts
 
 N_NORMAL, N_FRAUD = 6000, 50
@@ -428,7 +428,7 @@ def test_tabular_rejects_bad_arguments(kwargs):
 @pytest.mark.slow
 def test_trained_tabular_autoencoder_beats_untrained(sample):
     from course_lib.config import set_seed
-    from course_lib.experiments import train_tabular_autoencoder
+    from course_lib.experiments.creditcard import train_tabular_autoencoder
     from course_lib.metrics import anomaly_scores
     from course_lib.models import build_tabular_autoencoder
 
@@ -451,7 +451,7 @@ def test_trained_tabular_autoencoder_beats_untrained(sample):
 def test_creditcard_experiment_details_are_the_run_behind_its_numbers(sample):
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from course_lib.experiments import creditcard_experiment
+    from course_lib.experiments.creditcard import creditcard_experiment
 
     result, details = creditcard_experiment(sample, profile="fast", return_details=True)
     for key in ("auroc", "auprc", "baseline_iforest_auroc", "baseline_iforest_auprc",

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from course_lib import experiments
+from course_lib.experiments import ecg as experiments
 from course_lib.checks import DataError
 from course_lib.config import data_dir
 from course_lib.data import ecg as E

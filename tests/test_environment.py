@@ -56,3 +56,12 @@ def test_colab_installs_no_jupyter_tooling():
     names = {re.split(r"[<>=!~ \[]", r)[0].lower() for r in _requirements("requirements.txt")}
     assert not names & {"ipykernel", "ipython", "jupyterlab", "notebook", "nbclient",
                         "nbconvert", "nbformat", "jupyter-client", "tornado"}
+
+
+def test_pyproject_ships_every_subpackage():
+    """A non-editable install (Colab's ``pip install git+...``) gets only the listed packages."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts)
+             for p in (REPO / "course_lib").rglob("__init__.py") if "__pycache__" not in p.parts}
+    assert listed == found, f"pyproject lists {sorted(listed)}, the tree has {sorted(found)}"

@@ -1,4 +1,4 @@
-"""Tests of the MVTec-style experiments of notebooks 05 and 07 (``course_lib.experiments``)
+"""Tests of the MVTec-style experiments of notebooks 05 and 07 (``course_lib.experiments.mvtec``)
 and of the commands ``python -m course_lib.bench mvtec|mvtec-baseline|mvtec-dictionary|
 mvtec-knn``, called in-process on a tiny folder of NON-square photos of different heights.
 
@@ -14,7 +14,7 @@ import pytest
 import skimage.io
 
 from course_lib import config
-from course_lib import experiments as E
+from course_lib.experiments import mvtec as E
 from course_lib.checks import DataError
 from course_lib.cli import bench as cli
 from course_lib.config import get_profile, set_seed

@@ -147,7 +147,7 @@ def test_residual_map_rejects_bad_input():
 
 
 def test_ssim_speed_command_reports_agreement_and_ratios():
-    from course_lib.experiments import ssim_speed_experiment as ssim_speed
+    from course_lib.experiments.mvtec import ssim_speed_experiment as ssim_speed
 
     r = ssim_speed(n_images=4, size=64, repeats=1)
     assert r["images"] == 4 and r["size"] == 64

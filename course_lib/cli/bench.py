@@ -48,7 +48,7 @@
 
 Every evaluation prints, as its last line, one JSON object.  ``.npz`` files hold ``x`` (uint8,
 (N, 28, 28)) and ``y`` (labels).  The experiments themselves live in
-:mod:`course_lib.experiments`.
+:mod:`course_lib.experiments` (one module per notebook topic).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ DATA_WORDS = {"offline": "embedded (offline) data", "online": "downloaded (onlin
 # --------------------------------------------------------------------------- evaluations
 def _cmd_mnist_one_class(args) -> int:
     from course_lib.data.mnist import load_npz_images
-    from course_lib.experiments import mnist_one_class_experiment
+    from course_lib.experiments.one_class import mnist_one_class_experiment
 
     x_train, y_train = load_npz_images(args.train)
     x_test, y_test = load_npz_images(args.test)
@@ -103,7 +103,7 @@ def _cmd_mnist_one_class(args) -> int:
 
 def _cmd_creditcard(args) -> int:
     from course_lib.data.creditcard import read_creditcard_csv
-    from course_lib.experiments import creditcard_experiment
+    from course_lib.experiments.creditcard import creditcard_experiment
 
     frame = read_creditcard_csv(args.csv)
     result = creditcard_experiment(frame, profile=args.profile, seed=args.seed,
@@ -142,7 +142,7 @@ def _load_category(args):
 
 
 def _cmd_mvtec(args) -> int:
-    from course_lib.experiments import mvtec_autoencoder_experiment
+    from course_lib.experiments.mvtec import mvtec_autoencoder_experiment
 
     data = _load_category(args)
     result = mvtec_autoencoder_experiment(data, loss=args.loss, profile=args.profile,
@@ -152,7 +152,7 @@ def _cmd_mvtec(args) -> int:
 
 
 def _cmd_mvtec_baseline(args) -> int:
-    from course_lib.experiments import mvtec_baseline_experiment
+    from course_lib.experiments.mvtec import mvtec_baseline_experiment
 
     data = _load_category(args)
     method = {"variation": "variation model", "texture": "texture inspection"}[args.method]
@@ -163,7 +163,7 @@ def _cmd_mvtec_baseline(args) -> int:
 
 
 def _cmd_mvtec_features(args) -> int:
-    from course_lib.experiments import mvtec_feature_experiment
+    from course_lib.experiments.mvtec import mvtec_feature_experiment
 
     data = _load_category(args)
     result = mvtec_feature_experiment(data, method=args.method, profile=args.profile,
@@ -179,7 +179,7 @@ SSIM_PHOTO_SIDE = 512
 
 
 def ssim_crops(size: int, side: int = SSIM_PHOTO_SIDE) -> int:
-    """How many ``size`` x ``size`` crops :func:`course_lib.experiments.ssim_speed_experiment`
+    """How many ``size`` x ``size`` crops :func:`course_lib.experiments.mvtec.ssim_speed_experiment`
     cuts from the photo (rows overlap by half, columns by three quarters, as it does there).
 
     Checked here, before TensorFlow loads, so that a bad ``--images`` / ``--size`` is one line.
@@ -199,7 +199,7 @@ def _cmd_ssim_speed(args) -> int:
     if args.images > ssim_crops(args.size):
         raise UsageError(f"argument --images: at most {ssim_crops(args.size)} crop(s) of "
                          f"{args.size}x{args.size} fit in the photo, got {args.images}")
-    from course_lib.experiments import ssim_speed_experiment
+    from course_lib.experiments.mvtec import ssim_speed_experiment
 
     try:
         result = ssim_speed_experiment(n_images=args.images, size=args.size)
@@ -215,7 +215,7 @@ def _cmd_ecg(args) -> int:
     x_train, y_train = read_ecg_file(args.train, layout=args.layout)
     x_test, y_test = read_ecg_file(args.test, layout=args.layout)
     # Keras loads with the experiments: only once both files have been read and checked
-    from course_lib.experiments import ecg_experiment, split_ecg_files
+    from course_lib.experiments.ecg import ecg_experiment, split_ecg_files
 
     split = split_ecg_files(x_train, y_train, x_test, y_test, seed=args.seed)
     result = ecg_experiment(split, profile=args.profile, seed=args.seed)
