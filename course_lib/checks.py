@@ -16,6 +16,9 @@ import numpy as np
 
 #: At most this many characters of a bad value are quoted in an error message.
 MAX_QUOTE = 60
+#: The largest class label :func:`check_class_labels` accepts (a larger "label" is a value, not
+#: a class number; as a float it could not even be held exactly by an integer).
+MAX_CLASS_LABEL = 2**31 - 1
 
 
 class DataError(ValueError):
@@ -288,18 +291,22 @@ def check_scores_and_labels(y_true, scores) -> tuple:
 
 
 def check_class_labels(y, n: int, name: str = "y") -> np.ndarray:
-    """Integer class labels (digits, heartbeat classes): 1-D, ``n`` of them, >= 0, no NaN."""
+    """Integer class labels (digits, heartbeat classes): 1-D, ``n`` of them, whole numbers
+    from 0 to :data:`MAX_CLASS_LABEL`, no NaN (floats such as ``3.0`` are accepted)."""
     arr = _as_array(y, name)
     if arr.ndim != 1 or len(arr) != n:
         raise DataError(f"{name}: expected {n} labels in a 1-D array, got shape {arr.shape}.")
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise DataError(f"{name}: labels must be whole numbers without NaN.")
-        arr = arr.astype(np.int64)
-    if not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer)
+                                 or np.issubdtype(arr.dtype, np.floating)):
         raise DataError(f"{name}: labels must be integers, got dtype {arr.dtype}.")
+    if np.issubdtype(arr.dtype, np.floating) and not (
+            np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+        raise DataError(f"{name}: labels must be whole numbers without NaN.")
     if n and arr.min() < 0:
-        raise DataError(f"{name}: labels must be >= 0, got {arr.min()}.")
+        raise DataError(f"{name}: labels must be >= 0, got {arr.min():g}.")
+    if n and arr.max() > MAX_CLASS_LABEL:
+        raise DataError(f"{name}: labels must be class numbers from 0 to {MAX_CLASS_LABEL:,}, "
+                        f"got {arr.max():g} (a column of values rather than labels?).")
     return arr.astype(np.int64)
 
 

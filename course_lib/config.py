@@ -153,6 +153,17 @@ PROFILES = {
 }
 
 
+def env_value(name: str) -> str | None:
+    """The environment variable ``name``, or None when it is unset, empty or only blanks.
+
+    Every ``COURSE_*`` variable is read through here, so ``COURSE_PROFILE=`` (set but empty,
+    as ``export COURSE_PROFILE=`` or an empty ``.env`` line leaves it) means the default, as
+    an unset variable does.
+    """
+    value = os.environ.get(name)
+    return value if value is not None and value.strip() else None
+
+
 def get_profile(name: Profile | str | None = None) -> Profile:
     """Return the active profile, the one named, or the Profile given.
 
@@ -160,7 +171,8 @@ def get_profile(name: Profile | str | None = None) -> Profile:
     ----------
     name : Profile, str or None
         A :class:`Profile` (returned as it is), ``"fast"``, ``"workshop"`` or ``"full"``.
-        Default: the environment variable ``COURSE_PROFILE``, else ``"workshop"``.
+        Default: the environment variable ``COURSE_PROFILE``, else (unset or empty)
+        ``"workshop"``.
 
     Raises
     ------
@@ -171,7 +183,7 @@ def get_profile(name: Profile | str | None = None) -> Profile:
     """
     if isinstance(name, Profile):
         return name
-    chosen = name if name is not None else os.environ.get(PROFILE_ENV, DEFAULT_PROFILE)
+    chosen = name if name is not None else (env_value(PROFILE_ENV) or DEFAULT_PROFILE)
     key = str(chosen).strip().lower()
     if key not in PROFILES:
         raise ValueError(
@@ -186,9 +198,9 @@ def data_mode(mode: str | None = None) -> str:
     ``auto`` downloads the real dataset when the network answers and otherwise falls back to
     the small real subset embedded in ``data/``; ``offline`` never touches the network;
     ``online`` downloads or fails with an error.  Set it with the environment variable
-    ``COURSE_DATA``.
+    ``COURSE_DATA`` (unset or empty: ``auto``).
     """
-    chosen = mode if mode is not None else os.environ.get(DATA_ENV, "auto")
+    chosen = mode if mode is not None else (env_value(DATA_ENV) or "auto")
     key = str(chosen).strip().lower()
     if key not in DATA_MODES:
         raise ValueError(f"Unknown data mode {str(chosen)[:40]!r}: expected one of "
@@ -219,17 +231,17 @@ def data_dir() -> Path:
 
     Resolved from the package, not the current directory, so it works from any notebook.
     """
-    env = os.environ.get(DATA_DIR_ENV)
-    return Path(env) if env else REPO_DIR / "data"
+    env = env_value(DATA_DIR_ENV)
+    return Path(env).expanduser() if env else REPO_DIR / "data"
 
 
 def cache_dir() -> Path:
     """Where downloads and built datasets are kept: ``$COURSE_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/course_lib`` (by default ``~/.cache/course_lib``)."""
-    env = os.environ.get(CACHE_ENV)
+    env = env_value(CACHE_ENV)
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
+    xdg = env_value("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "course_lib"
 
 

@@ -19,9 +19,11 @@ leaves no half-written file under a final name.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import shutil
 import socket
 import tarfile
 import uuid
@@ -160,10 +162,11 @@ def download_resumable(url: str, dest, expected_size: int | None = None,
     A ``.part`` file left by an earlier attempt is continued with an HTTP Range request (or
     started again if the server ignores it).  ``dest`` appears only after the whole file has
     been verified: its size against ``expected_size`` or the size the server announced, its
-    sha256 when known, and ``verify(part)`` (e.g. "the archive reads to its end") when neither
-    size nor hash is known.  An incomplete file stays ``.part`` for the next attempt (so does
-    one that fails its hash or ``verify`` when its size is unknown: it may just be cut short);
-    a file of the known size with a wrong hash, one with too many bytes, or one that fails
+    sha256 when known, else ``verify(part)`` (e.g. "the archive reads to its end"), whether or
+    not the size is known: a login page served with its own Content-Length has the "right"
+    size.  An incomplete file stays ``.part`` for the next attempt (so does one that fails its
+    hash or ``verify`` when its size is unknown: it may just be cut short); a file of the known
+    size with a wrong hash or that fails ``verify``, one with too many bytes, or one that fails
     while the server has nothing more to send (HTTP 416) is moved aside to ``.corrupt``.
 
     Raises
@@ -229,23 +232,44 @@ def download_resumable(url: str, dest, expected_size: int | None = None,
             raise DataError(f"{dest.name} has sha256 {digest[:16]}..., expected "
                             f"{sha256[:16]}... (corrupted or a different release); moved it "
                             f"to {bad}. Run again to download it afresh.")
+    elif verify is not None:
+        _verify_part(url, part, dest, verify, whole=complete or total is not None)
     elif total is None:
-        if verify is None:
-            raise DataError(f"download of {url}: the server gave no size and no hash is "
-                            f"known, so the file cannot be verified; kept as {part}.")
-        try:
-            verify(part)
-        except (DataError, OSError, EOFError) as exc:
-            if complete:  # resuming cannot help: the server has nothing more to send
-                bad = part.with_name(dest.name + ".corrupt")
-                os.replace(part, bad)
-                raise DataError(f"download of {url} is damaged ({quote(str(exc), 200)}); moved "
-                                f"it to {bad}. Run again to download it afresh.") from exc
-            raise DataError(f"download of {url} is incomplete or damaged "
-                            f"({quote(str(exc), 200)}); kept as {part}: run again to "
-                            f"resume.") from exc
+        raise DataError(f"download of {url}: the server gave no size and no hash is "
+                        f"known, so the file cannot be verified; kept as {part}.")
     os.replace(part, dest)
     return dest
+
+
+def _verify_part(url: str, part: Path, dest: Path, verify, whole: bool) -> None:
+    """Run ``verify(part)``.  A failure of a file known to be whole (it has the size the server
+    announced, or the server has nothing more to send) is moved aside to ``.corrupt``:
+    resuming cannot repair it (a login page of a venue's Wi-Fi served in place of the file
+    is such a case); otherwise it stays ``.part`` to be resumed."""
+    try:
+        verify(part)
+    except (DataError, OSError, EOFError) as exc:
+        if whole:
+            bad = part.with_name(dest.name + ".corrupt")
+            os.replace(part, bad)
+            what = ("is a web page, not the file: if this network has a login page (hotel, "
+                    "venue or captive Wi-Fi), log in first" if _looks_like_html(bad) else
+                    f"is damaged or not the file expected ({quote(str(exc), 200)})")
+            raise DataError(f"download of {url} {what}; moved it to {bad}. Run again to "
+                            f"download it afresh.") from exc
+        raise DataError(f"download of {url} is incomplete or damaged "
+                        f"({quote(str(exc), 200)}); kept as {part}: run again to "
+                        f"resume.") from exc
+
+
+def _looks_like_html(path: Path) -> bool:
+    """True if the file starts like an HTML page (what captive portals and error pages send)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512).lstrip().lower()
+    except OSError:
+        return False
+    return head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body"))
 
 
 def _announced_size(response, start: int) -> int | None:
@@ -262,6 +286,45 @@ def _announced_size(response, start: int) -> int | None:
 class UnsafeArchiveError(DataError):
     """An archive member would land outside the target folder, is a link or a device, or is
     nested absurdly deep."""
+
+
+class DiskFullError(DataError):
+    """Unpacking stopped because the disk (or the user's quota) is full: the archive is not at
+    fault and must be kept."""
+
+
+#: errno values of a full disk or quota (the archive is fine: free space and run again).
+DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def free_space(folder) -> str:
+    """The free space in ``folder`` (or the nearest existing folder above it), e.g. ``"1.2 GB"``;
+    ``"unknown"`` if it cannot be measured."""
+    folder = Path(folder)
+    existing = next((p for p in [folder, *folder.parents] if p.is_dir()), None)
+    try:
+        free = shutil.disk_usage(existing or ".").free
+    except OSError:
+        return "unknown"
+    return f"{free / 1024 ** 3:.1f} GB" if free >= 1024 ** 3 else f"{free / 1024 ** 2:.0f} MB"
+
+
+def _unpack_error(exc: BaseException, archive: Path, dest: Path) -> DataError:
+    """The error for a failed unpack: a full disk, a folder that cannot be written, or (only
+    then) an incomplete or corrupted archive."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return DiskFullError(
+            f"Could not unpack {archive} into {dest}: the disk is full ({exc.strerror}; "
+            f"{free_space(dest)} free there now). The archive is not at fault: keep it, free "
+            f"disk space and run again.")
+    if isinstance(exc, OSError) and exc.errno is not None and exc.filename is not None:
+        return DataError(
+            f"Could not unpack {archive} into {dest}: cannot write {quote(str(exc.filename))} "
+            f"({exc.strerror}). The archive is not at fault: keep it, make {dest} writable (or "
+            f"choose another folder) and run again.")
+    return DataError(f"Could not unpack {archive} ({type(exc).__name__}: "
+                     f"{quote(str(exc), 200)}); it is incomplete or corrupted. Delete it and "
+                     f"download it again.")
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -303,8 +366,11 @@ def extract_tar_safely(archive, dest, max_depth: int = MAX_ARCHIVE_DEPTH) -> Pat
 
     Raises
     ------
+    DiskFullError
+        The disk or quota filled up while unpacking (a :class:`DataError`; keep the archive).
     DataError
-        The archive is unreadable, truncated or corrupted (or unsafe, see above).
+        The archive is unreadable, truncated or corrupted (or unsafe, see above), or ``dest``
+        cannot be written (the message says which).
     """
     import lzma
     import zlib
@@ -324,9 +390,7 @@ def extract_tar_safely(archive, dest, max_depth: int = MAX_ARCHIVE_DEPTH) -> Pat
         raise
     except (tarfile.TarError, EOFError, OSError, ValueError, lzma.LZMAError,
             zlib.error) as exc:
-        raise DataError(f"Could not unpack {archive} ({type(exc).__name__}: "
-                        f"{quote(str(exc), 200)}); it is incomplete or corrupted. Delete it and "
-                        f"download it again.") from exc
+        raise _unpack_error(exc, archive, dest) from exc
     return dest
 
 

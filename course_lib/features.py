@@ -272,9 +272,10 @@ def load_backbone(kind: str = "auto", seed: int = 0, verbose: bool = True) -> Ba
             backbone = pretrained_backbone()
         except Exception as exc:  # noqa: BLE001 - network, HTTP, disk: same fallback
             if kind == "pretrained":
-                raise OSError(f"Could not load the pretrained backbone ({exc}). Use "
-                              "load_backbone('random') offline, or run where the internet "
-                              "is reachable (e.g. Colab).") from exc
+                raise OSError(f"Could not load the pretrained backbone ({exc}). Offline, "
+                              "use the random backbone (load_backbone('random'); on the "
+                              "command line --backbone random or learned), or run where the "
+                              "internet is reachable (e.g. Colab).") from exc
             why = f" (pretrained weights unavailable: {exc})"
             backbone = random_conv_backbone(seed)
     else:

@@ -7,18 +7,20 @@ Taught in notebook 06 (``06_anogan.ipynb``): every public definition here but
 - :data:`LATENT_DIM`, :func:`build_generator`; :data:`FEATURE_LAYER`,
   :func:`build_discriminator`: the two networks (images in [0, 1], shape (28, 28, 1)); the
   discriminator has an intermediate layer named ``"features"`` used by AnoGAN's loss.
-- :class:`DCGAN`: a ``keras.Model`` whose ``train_step`` trains both networks, as in the Keras
-  example "DCGAN overriding train_step" (keras-io,
-  ``examples/generative/dcgan_overriding_train_step.py``); :class:`GANMonitor`,
+- :data:`REAL_TARGET`, :class:`DCGAN`: a ``keras.Model`` whose ``train_step`` trains both
+  networks, as in the Keras example "DCGAN overriding train_step" (keras-io,
+  ``examples/generative/dcgan_overriding_train_step.py``), with one-sided label smoothing (D's
+  target for real images is 0.9; Salimans et al., 2016); :class:`GANMonitor`,
   :func:`train_dcgan`: train it on normal images only, keeping generated samples as it goes.
 - :func:`gan_health`: a rough check that training did not collapse (diversity, discriminator
   accuracy), to *report*, never to assert on (a helper the notebook calls, not a lesson).
 - :func:`feature_extractor`, :func:`anogan_loss`, :func:`anogan_search`: AnoGAN (Schlegl et
   al., IPMI 2017): A(x) = (1 - lam) R(x) + lam D(x), minimised over z by gradient descent with
   G and D frozen.
-- :func:`build_encoder`, :func:`train_encoder`, :func:`encoder_scores`: f-AnoGAN's idea
-  (Schlegl et al., Medical Image Analysis 2019): an encoder E with G(E(x)) ~ x replaces the
-  search by one forward pass.
+- :func:`build_encoder`, :func:`train_encoder`, :data:`FANOGAN_KAPPA`, :func:`encoder_scores`:
+  f-AnoGAN (Schlegl et al., Medical Image Analysis 2019): an encoder E with G(E(x)) ~ x
+  replaces the search by one forward pass, and the paper's score
+  A(x) = mean (x - G(E(x)))^2 + kappa * mean (f(x) - f(G(E(x))))^2, kappa = 1.
 
 Like the notebook cells they are saved from, this module imports Keras and TensorFlow at the
 top (the ``train_step`` and the latent search use ``tf.GradientTape``).
@@ -79,12 +81,17 @@ def build_discriminator():
     return keras.Model(image, logit, name="discriminator")
 
 
+# D's target for real images: one-sided label smoothing (Salimans et al., 2016), 0.9 instead
+# of 1; generated images keep the target 0, and G's loss keeps the target 1
+REAL_TARGET = 0.9
+
+
 class DCGAN(keras.Model):
     """Trains G and D with ``fit``: each batch updates D, then G. Taught in notebook 06."""
     def __init__(self, generator, discriminator, latent_dim=LATENT_DIM, seed=0):
         super().__init__(name="dcgan")
         self.generator, self.discriminator, self.latent_dim = generator, discriminator, latent_dim
-        self.seed_generator = keras.random.SeedGenerator(seed)   # seeded z and label noise
+        self.seed_generator = keras.random.SeedGenerator(seed)   # seeded z
 
     def compile(self, d_optimizer, g_optimizer, loss_fn):
         super().compile()
@@ -97,14 +104,14 @@ class DCGAN(keras.Model):
 
     def train_step(self, real):   # fit(x) passes a batch of real images, no labels
         n = ops.shape(real)[0]
-        # 1. D learns to say 1 for real images and 0 for generated ones (labels a little noisy)
+        # 1. D learns to say "real" for real images and 0 for generated ones
         z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
         images = ops.concatenate([real, self.generator(z, training=True)], axis=0)
-        labels = ops.concatenate([ops.ones((n, 1)), ops.zeros((n, 1))], axis=0)
-        noisy = labels + 0.05 * keras.random.uniform(ops.shape(labels), seed=self.seed_generator)
+        labels = ops.concatenate([ops.ones((n, 1)), ops.zeros((n, 1))], axis=0)   # 1 = real
+        targets = labels * REAL_TARGET      # one-sided smoothing: real 0.9, generated still 0
         with tf.GradientTape() as tape:
             logits = self.discriminator(images, training=True)
-            d_loss = self.loss_fn(noisy, logits)
+            d_loss = self.loss_fn(targets, logits)
         grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
         d_acc = ops.mean(ops.cast(ops.equal(logits > 0, labels > 0.5), "float32"))
@@ -190,9 +197,12 @@ def gan_health(generator, discriminator, x_real, n: int = 200, seed: int = 0) ->
         ``diversity``: mean pairwise pixel distance of generated images divided by that of
         real ones (near 1: as varied as the data; near 0: mode collapse);
         ``d_acc_real`` / ``d_acc_fake``: share of real / generated images D classifies
-        correctly (both near 1: D wins and G gets no useful gradient; both near 0.5: balance);
-        ``mean_pixel_fake`` / ``mean_pixel_real``: generated / real mean intensity; ``warnings``: a list of plain-language
-        findings (empty when nothing looks wrong); ``ok``: no warnings.
+        correctly (both near 1: D wins and G gets no useful gradient; both near 0.5: balance),
+        "real" meaning a probability above ``REAL_TARGET / 2``, halfway between D's two
+        targets (a D that cannot tell the images apart outputs about that for all of them);
+        ``mean_pixel_fake`` / ``mean_pixel_real``: generated / real mean intensity;
+        ``warnings``: a list of plain-language findings (empty when nothing looks wrong);
+        ``ok``: no warnings.
 
     Used in notebook 06.
     """
@@ -203,8 +213,9 @@ def gan_health(generator, discriminator, x_real, n: int = 200, seed: int = 0) ->
     real = real[np.random.default_rng(seed).permutation(len(real))[:n]]
     fake = _generate(generator, n, seed=seed + 1)
     diversity = _mean_pairwise_distance(fake) / max(_mean_pairwise_distance(real), 1e-12)
-    acc_real = float(np.mean(np.asarray(discriminator.predict(real, verbose=0)) > 0))
-    acc_fake = float(np.mean(np.asarray(discriminator.predict(fake, verbose=0)) <= 0))
+    midpoint = np.log(REAL_TARGET / 2 / (1 - REAL_TARGET / 2))   # logit halfway between targets
+    acc_real = float(np.mean(np.asarray(discriminator.predict(real, verbose=0)) > midpoint))
+    acc_fake = float(np.mean(np.asarray(discriminator.predict(fake, verbose=0)) <= midpoint))
     warnings = []
     if not np.all(np.isfinite(fake)):
         warnings.append("generated images contain NaN: training diverged.")
@@ -311,13 +322,23 @@ def train_encoder(generator, x_normal, profile=None, seed=0, epochs=None, progre
     return encoder
 
 
-def encoder_scores(generator, discriminator, encoder, x, lam=0.1):
-    """f-AnoGAN's score: AnoGAN's loss at z = E(x), one forward pass instead of a search.
+# Weight of the feature residual in f-AnoGAN's score and izi_f loss (the paper's kappa = 1)
+FANOGAN_KAPPA = 1.0
+
+
+def encoder_scores(generator, discriminator, encoder, x, kappa=FANOGAN_KAPPA):
+    """f-AnoGAN's score at z = E(x), one forward pass instead of a search (Schlegl et al.,
+    2019): A(x) = A_R(x) + kappa * A_D(x), with A_R the mean squared pixel residual
+    (x - G(E(x)))^2 and A_D the mean squared residual of D's features, (f(x) - f(G(E(x))))^2.
     Taught in notebook 06."""
     x = add_channel(x)
+    kappa = check_number("kappa", kappa, 0.0)
     z = encoder(x, training=False)
-    loss = anogan_loss(generator, feature_extractor(discriminator), x, z, lam)
-    score, residual, discrimination = (ops.convert_to_numpy(v) for v in loss)
-    return {"score": score, "residual": residual, "discrimination": discrimination,
-            "reconstructions": ops.convert_to_numpy(generator(z, training=False)),
-            "z": ops.convert_to_numpy(z)}
+    g = generator(z, training=False)                                     # G(E(x))
+    features = feature_extractor(discriminator)
+    residual = ops.mean((x - g) ** 2, axis=(1, 2, 3))                   # A_R, over 784 pixels
+    fx, fg = features(x, training=False), features(g, training=False)
+    discrimination = ops.mean((fx - fg) ** 2, axis=1)                  # A_D, over 3,136 features
+    out = {"score": residual + kappa * discrimination, "residual": residual,
+           "discrimination": discrimination, "reconstructions": g, "z": z}
+    return {k: ops.convert_to_numpy(v) for k, v in out.items()}

@@ -12,7 +12,8 @@ anomaly iff ``score > threshold``.
   :func:`threshold_best_f1` and :func:`threshold_min_cost` (labelled data),
   :func:`threshold_alert_budget` (unlabelled data and a review capacity)
 - evaluation: :func:`evaluate` (AUROC, AUPRC and, for a threshold, precision, recall, F1,
-  confusion-matrix counts and alert rate)
+  confusion-matrix counts and alert rate); :func:`precision_recall_at_rate` (the
+  precision-recall curve and average precision translated to another share of anomalies)
 """
 
 from __future__ import annotations
@@ -267,3 +268,52 @@ def evaluate(y_true, scores, threshold: float | None = None) -> dict:
     result.update(threshold=t, precision=float(precision), recall=float(recall), f1=float(f1),
                   tn=tn, fp=fp, fn=fn, tp=tp, alert_rate=float(flagged.mean()))
     return result
+
+
+def precision_recall_at_rate(y_true, scores, rate: float) -> dict:
+    """The precision-recall curve of ``scores``, translated to a share ``rate`` of anomalies.
+
+    Recall ``r`` and false positive rate ``f`` of a threshold do not depend on how many
+    anomalies the test set holds; precision does.  At a share ``b`` of anomalies (the real
+    fraud rate, say, where the test set was enriched) a threshold flags ``b r`` anomalies and
+    ``(1 - b) f`` normal samples per sample seen, so its precision is
+    ``b r / (b r + (1 - b) f)``.  Every distinct score is a threshold: the curve comes from
+    ``roc_curve(..., drop_intermediate=False)``.  (Its default, ``True``, drops the points
+    inside straight runs of the ROC curve, such as several anomalies in a row; they then all
+    get the precision of the last of them, the highest of the run, and the average precision
+    comes out too high.)
+
+    Parameters
+    ----------
+    y_true : array-like of shape (N,)
+        1 = anomaly, 0 = normal; both must occur.
+    scores : array-like of shape (N,)
+        Anomaly scores (higher = more anomalous).
+    rate : float
+        Share of anomalies to translate to, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``recall``, ``fpr``, ``precision`` and ``thresholds``: arrays, one entry per
+        threshold, from the highest threshold (nothing flagged; precision 1 by convention, as
+        in scikit-learn's ``precision_recall_curve``) down; and ``average_precision``, the sum
+        over thresholds of the rise in recall times the precision there (the definition of
+        ``average_precision_score``, which it equals when ``rate`` is the share of anomalies
+        in ``y_true``).
+
+    Used in notebook 04.
+    """
+    from sklearn.metrics import roc_curve
+
+    y, s = check_scores_and_labels(y_true, scores)
+    if not 0 < y.sum() < len(y):
+        raise DataError("y_true must hold both anomalies (1) and normal samples (0).")
+    b = check_number("rate", rate, 0.0, 1.0, low_open=True, high_open=True)
+    fpr, recall, thresholds = roc_curve(y, s, drop_intermediate=False)   # every distinct score
+    caught, false_alarms = b * recall, (1 - b) * fpr
+    flagged = caught + false_alarms
+    precision = np.divide(caught, flagged, out=np.ones_like(caught), where=flagged > 0)
+    average_precision = float(np.sum(np.diff(recall) * precision[1:]))
+    return {"recall": recall, "fpr": fpr, "precision": precision, "thresholds": thresholds,
+            "average_precision": average_precision}

@@ -5,6 +5,7 @@ The evaluations themselves live in :mod:`course_lib.experiments`; here: the comm
 real images (slow), and the ``notebooks`` benchmark with a stand-in for the notebook runs.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -284,3 +285,51 @@ def test_machine_info_fields():
 def test_bench_benchmarks_the_course_notebooks_by_default():
     assert bench.notebook_paths is common.notebook_paths
     assert common.notebook_paths([]) == common.list_notebooks()
+
+
+def _never(path, **kw):
+    pytest.fail(f"{path.name} ran although the command line was wrong")
+
+
+def test_notebooks_unwritable_output_is_found_before_running(tmp_path, monkeypatch, capsys):
+    """Defect: an --output that cannot be written was found after every notebook had run
+    (about 12 minutes).  /proc refuses new files even to root."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux's /proc")
+    nb = tmp_path / "01_a.ipynb"
+    nb.write_text("{}")
+    monkeypatch.setattr(notebooks, "execute_notebook", _never)
+    assert bench.main(["notebooks", str(nb), "--output", "/proc/benchmarks.md"]) == 2
+    _one_usage_line(capsys, "cannot write in '/proc'", "--output")
+
+
+def test_notebooks_output_may_not_be_an_input(tmp_path, monkeypatch, capsys):
+    nb = tmp_path / "01_a.ipynb"
+    nb.write_text("{}")
+    monkeypatch.setattr(notebooks, "execute_notebook", _never)
+    assert bench.main(["notebooks", str(nb), "--output", str(nb)]) == 2
+    _one_usage_line(capsys, "--output would overwrite the input", "01_a.ipynb")
+    assert nb.read_text() == "{}"
+
+
+def test_notebooks_ctrl_c_stops_and_keeps_the_table_files(tmp_path, monkeypatch, capsys):
+    """Ctrl-C: no further run, exit 130, and --output / --readme keep their whole tables (a
+    partial table must not replace them)."""
+    nbs = [tmp_path / "01_a.ipynb", tmp_path / "02_b.ipynb"]
+    for p in nbs:
+        p.write_text("{}")
+    calls = []
+
+    def fake(path, **kw):
+        calls.append(path.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return RunResult(path.name, "ok", 1.0, 10.0, ["embedded"])
+
+    monkeypatch.setattr(notebooks, "execute_notebook", fake)
+    output = tmp_path / "benchmarks.md"
+    output.write_text("the whole table\n")
+    assert bench.main(["notebooks", *map(str, nbs), "--output", str(output)]) == 130
+    assert calls == ["01_a.ipynb", "02_b.ipynb"] and output.read_text() == "the whole table\n"
+    err = capsys.readouterr().err
+    assert "Stopped by Ctrl-C after 1 notebook run(s)" in err and str(output) in err

@@ -5,6 +5,7 @@ message that says what was expected and what was found, and never quotes a whole
 """
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -235,3 +236,14 @@ def test_seeded_partition_and_split():
         seeded_partition(5, [3, 3])
     with pytest.raises(DataError, match="cannot take parts"):
         seeded_partition(5, [-1])
+
+
+def test_check_class_labels_refuses_labels_too_large_for_a_class_number():
+    """1e300 used to overflow int64 and be reported as "got -9223372036854775808"."""
+    from course_lib.checks import MAX_CLASS_LABEL
+
+    for bad, shown in [([1.0, 1e300], "1e+300"), (np.array([1, 2**40]), "1.09951e+12")]:
+        with pytest.raises(DataError, match=r"class numbers from 0 to 2,147,483,647, got "
+                                            + re.escape(shown)):
+            check_class_labels(bad, 2)
+    assert check_class_labels([0.0, float(MAX_CLASS_LABEL)], 2).tolist() == [0, MAX_CLASS_LABEL]

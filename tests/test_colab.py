@@ -233,3 +233,31 @@ def test_command_line_usage_errors_are_one_line(capsys):
         assert colab.main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and words in err and err.startswith(f"{colab.PROG}: error:")
+
+
+@pytest.mark.parametrize("content, words", [
+    ("{}", "is JSON but not a notebook"),
+    ("[]", "is JSON but not a notebook"),
+    ('{"cells": [1, 2]}', "is JSON but not a notebook"),
+    ("{ not json", "is not valid JSON"),
+])
+def test_a_broken_notebook_is_named_and_nothing_is_written(tmp_path, monkeypatch, capsys,
+                                                           content, words):
+    """Defect: check/sync on a notebook holding {} or [] ended in a KeyError traceback, and
+    invalid JSON was reported without the file's name."""
+    first, second = _course_copy(tmp_path, OTHER)  # both out of date: sync would write them
+    before = first.read_text(encoding="utf-8")
+    second.write_text(content, encoding="utf-8")
+    from course_lib.checks import DataError
+
+    with pytest.raises(DataError, match=words) as info:
+        colab.sync(root=tmp_path)
+    assert f"notebooks/{second.name}" in str(info.value)
+    assert first.read_text(encoding="utf-8") == before, "nothing is written before the check"
+    original = colab.sync
+    monkeypatch.setattr(colab, "sync", lambda check=False: original(check, root=tmp_path))
+    for command in ("check", "sync"):
+        assert colab.main([command]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"{colab.PROG}: error: notebooks/{second.name} ")
+        assert words in err and "Traceback" not in err

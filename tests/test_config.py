@@ -33,3 +33,18 @@ def test_data_mode(monkeypatch):
     assert data_mode("OFFLINE") == "offline"
     with pytest.raises(ValueError, match="COURSE_DATA"):
         data_mode("sometimes")
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_empty_course_variables_mean_unset(monkeypatch, tmp_path, empty):
+    """Defect: COURSE_PROFILE= (set but empty) was an error while COURSE_CACHE_DIR= meant the
+    default; every COURSE_* variable now treats empty as unset."""
+    from course_lib.config import REPO_DIR, cache_dir, data_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for name in ("COURSE_PROFILE", "COURSE_DATA", "COURSE_DATA_DIR", "COURSE_CACHE_DIR"):
+        monkeypatch.setenv(name, empty)
+    assert get_profile().name == "workshop"
+    assert data_mode() == "auto"
+    assert data_dir() == REPO_DIR / "data"
+    assert cache_dir() == tmp_path / "course_lib"

@@ -481,3 +481,38 @@ def test_bench_creditcard_reports_bad_files(tmp_path, capsys):
     assert main(["creditcard", "--csv", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "missing column" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- line ends and archives
+@pytest.mark.parametrize("n_rows", [40, None])   # None: the whole sample, over 64 KB
+def test_old_mac_line_ends_read_like_any_other(sample, tmp_path, n_rows):
+    """A CSV whose lines end in a lone CR (old Mac) reads as its LF copy (it raised
+    ``_csv.Error``, and over 64 KB a false "first line longer than 65,536 bytes")."""
+    frame = sample if n_rows is None else sample.head(n_rows)
+    text = frame.to_csv(index=False)
+    assert n_rows is not None or len(text) > C.MAX_HEADER_BYTES
+    for ends in ("\r", "\r\n"):
+        path = tmp_path / "cr.csv"
+        path.write_bytes(text.replace("\n", ends).encode())
+        pd.testing.assert_frame_equal(read_creditcard_csv(path), frame.reset_index(drop=True))
+    lines = text.splitlines()
+    lines[4] += ",7"                                  # line 5 gets one field too many
+    path.write_bytes("\r".join(lines).encode())
+    with pytest.raises(DataError, match="line 5 has 32 fields but the header has 31"):
+        read_creditcard_csv(path)
+
+
+def test_kaggle_archive_zip_says_unzip_it(sample, tmp_path, capsys):
+    import zipfile
+
+    from course_lib.cli.bench import main
+
+    path = tmp_path / "archive.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("creditcard.csv", sample.head(20).to_csv(index=False))
+    with pytest.raises(DataError, match=r"archive.zip is a ZIP archive \(it holds "
+                                        r"'creditcard.csv'\).*unzip it"):
+        read_creditcard_csv(path)
+    assert main(["creditcard", "--csv", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "unzip" in err and "Traceback" not in err

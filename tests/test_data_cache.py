@@ -18,7 +18,7 @@ import pytest
 
 from course_lib.checks import DataError
 from course_lib.cli.data import main
-from course_lib.config import data_dir, get_profile
+from course_lib.config import REPO_DIR, get_profile
 from course_lib.data import cache as cache_module
 from course_lib.data import creditcard as C
 from course_lib.data import ecg as E
@@ -199,12 +199,16 @@ def test_prefetch_mvtec_uses_download_mvtec(caches, monkeypatch, capsys):
     assert "bottle" in status["MVTec AD (real, optional)"].detail
 
 
-def test_status_reports_damaged_embedded_copies(caches, monkeypatch, capsys):
+def _embedded_copy(caches, monkeypatch):
+    """A copy of the repository's data/ folder, used as COURSE_DATA_DIR."""
     copy = caches / "data"
-    copy.mkdir()
-    for name in (M.MNIST_SUBSET, C.CREDITCARD_SAMPLE):
-        shutil.copy(data_dir() / name, copy / name)
+    shutil.copytree(REPO_DIR / "data", copy)
     monkeypatch.setenv("COURSE_DATA_DIR", str(copy))
+    return copy
+
+
+def test_status_reports_damaged_embedded_copies(caches, monkeypatch, capsys):
+    copy = _embedded_copy(caches, monkeypatch)
     assert main(["status"]) == 0
     capsys.readouterr()
     raw = bytearray((copy / M.MNIST_SUBSET).read_bytes())
@@ -229,9 +233,7 @@ def test_status_checks_the_embedded_kolektor_subset(caches, monkeypatch, capsys)
     """The KolektorSDD subset (data/kolektorsdd) is an embedded item: every file's sha256 is
     checked; a damaged image makes status fail with how to restore it."""
     assert _states()["KolektorSDD subset (embedded)"] == "OK"  # the repository's own copy
-    copy = caches / "data"
-    shutil.copytree(data_dir() / "kolektorsdd", copy / "kolektorsdd")
-    monkeypatch.setenv("COURSE_DATA_DIR", str(copy))
+    copy = _embedded_copy(caches, monkeypatch)
     assert main(["status"]) == 0
     rows = {line.split("  ")[0]: line for line in capsys.readouterr().out.splitlines()}
     row = rows["KolektorSDD subset (embedded)"]
@@ -245,6 +247,35 @@ def test_status_checks_the_embedded_kolektor_subset(caches, monkeypatch, capsys)
     assert "git checkout -- data/kolektorsdd" in out
     shutil.rmtree(copy / "kolektorsdd")
     assert _states()["KolektorSDD subset (embedded)"] == "missing"
+
+
+def test_status_fails_when_embedded_data_is_missing(caches, monkeypatch, capsys):
+    """Defect: status exited 0 with every embedded dataset missing (the doctor reports FAIL
+    lines for them: the offline path is broken)."""
+    monkeypatch.setenv("COURSE_DATA_DIR", str(caches / "empty"))
+    assert main(["status"]) == 1
+    out = capsys.readouterr().out
+    rows = {line.split("  ")[0]: line for line in out.splitlines()}
+    assert "missing" in rows["MNIST subset (embedded)"]
+    assert "git checkout -- data/mnist_subset.npz" in out
+    copy = _embedded_copy(caches, monkeypatch)
+    assert main(["status"]) == 0, "downloads, textures and MVTec AD missing: fine"
+    (copy / E.ECG_EMBEDDED).unlink()
+    assert main(["status"]) == 1, "one embedded file missing is enough"
+
+
+def test_prefetch_says_free_disk_space_when_unpacking_fills_the_disk(caches, monkeypatch,
+                                                                     capsys):
+    from course_lib.download import DiskFullError
+
+    def full(category, root=None, progress=True, **kwargs):
+        raise DiskFullError("Could not unpack bottle.tar.xz: the disk is full")
+
+    monkeypatch.setattr(cache_module, "download_mvtec", full)
+    assert main(["prefetch", "--mvtec", "bottle", "--no-progress"]) == 1
+    hint = capsys.readouterr().out.split("What to do:")[1]
+    assert "the disk is full" in hint and "Free disk space" in hint
+    assert "by hand" not in hint, "the download was fine: no advice to download it again"
 
 
 def test_status_never_touches_the_network(server, caches, monkeypatch, capsys):

@@ -171,3 +171,12 @@ def test_command_line_on_this_machine(tmp_path, monkeypatch, capsys):
     assert doctor.main([]) == 1
     captured = capsys.readouterr()
     assert "[FAIL] COURSE_PROFILE" in captured.out and "Traceback" not in captured.err
+
+
+def test_empty_settings_mean_the_defaults(monkeypatch):
+    """Defect: COURSE_PROFILE= (empty) was a FAIL line, though it means "not set"."""
+    monkeypatch.setenv("COURSE_PROFILE", "")
+    monkeypatch.setenv("COURSE_DATA", " ")
+    p, d = check_profile(), check_data_mode()
+    assert p.status == "OK" and p.detail.startswith("workshop (default)"), p
+    assert d.status == "OK" and d.detail.startswith("auto (default)"), d

@@ -8,6 +8,7 @@ a second, so a test that waits for one takes about a second.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import re
@@ -564,3 +565,116 @@ def test_damaged_archives_are_reported(tmp_path):
         extract_tar_safely(tmp_path / "none.tar", tmp_path / "out")
     with pytest.raises(DataError, match="it is a folder"):
         extract_tar_safely(tmp_path / "out", tmp_path / "out")
+
+
+# =========================================================================== faults found later
+LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Log in to Venue-WiFi</title></head></html>\n"
+
+
+def test_a_login_page_with_a_content_length_is_never_kept(server, tmp_path):
+    """Defect: ``verify`` ran only when the size was unknown, so a captive portal's page served
+    with its own Content-Length became the final archive."""
+    server.files["/big.tar.xz"] = LOGIN_PAGE  # Content-Length announced: the "right" size
+    dest = tmp_path / "big.tar.xz"
+    with pytest.raises(DataError, match="is a web page, not the file.*log in first") as info:
+        download_resumable(server.url("/big.tar.xz"), dest, verify=check_tar_readable,
+                           progress=False)
+    assert "big.tar.xz.corrupt" in str(info.value)
+    assert _files(tmp_path) == ["big.tar.xz.corrupt"], "no archive, no .part to resume"
+
+
+def _tar_bytes(members, mode="w:xz") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _disk_full(monkeypatch):
+    def full(self, tarinfo, targetpath):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "makefile", full)
+
+
+def test_a_full_disk_while_unpacking_is_not_blamed_on_the_archive(tmp_path, monkeypatch):
+    """Defect: a full disk while unpacking said the archive was corrupted: delete it and
+    download it again (4.9 GB, verified)."""
+    archive = tmp_path / "a.tar.xz"
+    archive.write_bytes(_tar_bytes([("cat/train/good/000.png", PAYLOAD[:50_000])]))
+    out = tmp_path / "out"
+    out.mkdir()
+    _disk_full(monkeypatch)
+    with pytest.raises(download.DiskFullError, match="the disk is full") as info:
+        extract_tar_safely(archive, out)
+    text = str(info.value)
+    assert "keep it" in text and "free there now" in text
+    assert "corrupt" not in text and "Delete" not in text and "download it again" not in text
+    assert archive.is_file()
+
+
+# --------------------------------------------------------------------------- MVTec AD download
+@pytest.fixture
+def mvtec_server(server, monkeypatch):
+    """The MVTec AD 'bottle' archive (a tiny stand-in) served by the local server."""
+    from course_lib.data import mvtec
+
+    server.files["/bottle.tar.xz"] = _tar_bytes([("bottle/train/good/000.png", b"png"),
+                                                 ("bottle/license.txt", b"CC BY-NC-SA")])
+    monkeypatch.setitem(mvtec.MVTEC_AD_DOWNLOADS, "bottle",
+                        {"url": server.url("/bottle.tar.xz"), "sha256": None})
+    return server
+
+
+def test_mvtec_full_disk_keeps_the_verified_archive(mvtec_server, tmp_path, monkeypatch):
+    from course_lib.data.mvtec import download_mvtec
+
+    root = tmp_path / "mvtec"
+    with monkeypatch.context() as patch:
+        _disk_full(patch)
+        with pytest.raises(download.DiskFullError, match="disk is full.*keep it"):
+            download_mvtec("bottle", root, progress=False)
+    assert (root / ".downloads" / "bottle.tar.xz").is_file(), "the download must be kept"
+    assert not (root / "bottle").exists() and not list(root.glob(".extract-*"))
+    assert download_mvtec("bottle", root, progress=False) == root  # space freed: run again
+    assert (root / "bottle" / "train" / "good" / "000.png").read_bytes() == b"png"
+    assert len(mvtec_server.log) == 1, "not downloaded a second time"
+
+
+def test_mvtec_login_page_is_not_kept_as_the_archive(mvtec_server, tmp_path):
+    from course_lib.data.mvtec import download_mvtec
+
+    mvtec_server.files["/bottle.tar.xz"] = LOGIN_PAGE
+    root = tmp_path / "mvtec"
+    with pytest.raises(DataError, match="log in first"):
+        download_mvtec("bottle", root, progress=False)
+    assert _files(root / ".downloads") == ["bottle.tar.xz.corrupt"]
+
+
+@pytest.mark.parametrize("make", ["folder", "file", "train only"])
+def test_mvtec_a_folder_in_the_way_is_named_before_downloading(mvtec_server, tmp_path, make):
+    """Defect: a folder named like the category but not in MVTec layout was skipped silently
+    (after a download) and the error blamed the archive."""
+    from course_lib.data.mvtec import download_mvtec, load_mvtec
+
+    root = tmp_path / "mvtec"
+    root.mkdir()
+    target = root / "bottle"
+    if make == "file":
+        target.write_text("mine")
+    else:
+        (target / ("train" if make == "train only" else "photos")).mkdir(parents=True)
+        (target / "notes.txt").write_text("mine")
+    for call in (lambda: download_mvtec("bottle", root, progress=False),
+                 lambda: load_mvtec("bottle", root=root)):
+        with pytest.raises(DataError, match="not an MVTec AD category folder") as info:
+            call()
+        text = str(info.value)
+        assert str(target) in text and "Move it away" in text and "archive" not in text
+        assert ("is a file" if make == "file" else "no train/good/ folder") in text
+    assert mvtec_server.log == [], "nothing is downloaded for nothing"
+    assert (target / "notes.txt").read_text() == "mine" if make != "file" else \
+        target.read_text() == "mine"

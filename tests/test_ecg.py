@@ -62,6 +62,9 @@ def test_both_label_conventions_give_the_same_beats(beats, tmp_path):
     assert np.allclose(x2, beats.x[:30], atol=1e-5)
     assert ((y2 == 1) == (beats.y[:30] == 1)).all() and set(y2) <= {0, 1}
     assert ECG5000_CLASSES[0].startswith("abnormal") and ECG5000_CLASSES[1] == "normal"
+    # the UCR archive's order: 3 = PVC, 4 = supraventricular premature or ectopic beat
+    assert ECG5000_CLASSES[3] == "premature ventricular contraction"
+    assert ECG5000_CLASSES[4].startswith("supraventricular premature or ectopic")
     mine = load_ecg(path=tmp_path / "tf.csv", verbose=False)
     assert mine.source == "file" and mine.is_abnormal.sum() == (normal == 0).sum()
 
@@ -331,3 +334,77 @@ def test_bench_ecg_reports_bad_files(beats, tmp_path, capsys):
     odd = write_ecg_file(tmp_path / "odd.txt", beats.x[:, :138], beats.y)
     assert main(["ecg", "--train", str(odd), "--test", str(odd)]) == 1
     assert "must be a multiple of 4" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- hostile files
+@pytest.mark.parametrize("label_first", [False, True])
+def test_a_pandas_header_of_column_numbers_is_skipped(beats, tmp_path, label_first):
+    """``DataFrame(np.c_[x, y]).to_csv(f, index=False)`` writes the header ``0,1,...,140``:
+    it is not one more beat labelled 140 (or 0)."""
+    import pandas as pd
+
+    x, y = beats.x[:20], beats.y[:20]
+    table = np.c_[y, x] if label_first else np.c_[x, y]
+    pd.DataFrame(table).to_csv(tmp_path / "pd.csv", index=False)
+    assert (tmp_path / "pd.csv").read_text().startswith("0,1,2,3,")
+    x2, y2 = read_ecg_file(tmp_path / "pd.csv", length=140)
+    assert len(x2) == 20 and y2.tolist() == y.tolist()
+    assert np.allclose(x2, x, atol=1e-6)
+    (tmp_path / "only.csv").write_text("0,1,2,3\n")
+    with pytest.raises(DataError, match=r"holds no beats \(only a header line of column"):
+        read_ecg_file(tmp_path / "only.csv")
+
+
+@pytest.mark.parametrize("n_beats", [5, 251])       # 251 beats: over 64 KB
+def test_old_mac_and_windows_line_ends_read_like_unix_ones(beats, tmp_path, n_beats):
+    text = _csv(beats.x[:n_beats], (beats.y[:n_beats] == 1).astype(float), header=True)
+    assert n_beats == 5 or len(text) > 1 << 16
+    for ends in ("\r", "\r\n"):
+        (tmp_path / "beats.csv").write_bytes(text.replace("\n", ends).encode())
+        x, y = read_ecg_file(tmp_path / "beats.csv")
+        assert x.shape == (n_beats, 140) and ((y == 1) == (beats.y[:n_beats] == 1)).all()
+    lines = text.split("\n")
+    lines[3] += ",0.5"
+    (tmp_path / "beats.csv").write_bytes("\r".join(lines).encode())
+    with pytest.raises(DataError, match="line 4 has 142 values but line 2 has 141"):
+        read_ecg_file(tmp_path / "beats.csv")
+
+
+def test_a_raw_series_is_refused_at_its_first_line_with_a_pointer(tmp_path):
+    """One value per line is a long series, not beats: refused at line 1 (not after parsing
+    the whole file: the bad line near its end is never reached) and told how to cut it."""
+    series = np.sin(np.arange(20_000) / 10)
+    text = "\n".join(f"{v:.5f}" for v in series) + "\nnot a number\n"
+    (tmp_path / "series.txt").write_text(text)
+    with pytest.raises(DataError, match=r"line 1 holds 1 value\(s\).*one long series, one "
+                                        r"sample per line.*sliding_windows\(series, length\)"):
+        read_ecg_file(tmp_path / "series.txt")
+    (tmp_path / "timed.csv").write_text("0.0,0.5\n0.1,0.7\n")
+    with pytest.raises(DataError, match="a time and a sample per line"):
+        read_ecg_file(tmp_path / "timed.csv")
+
+
+@pytest.mark.parametrize("first, layout, message", [
+    ("-1", "auto", r"line 2: label -1 \(label first\): labels must be >= 0 .*recode them, "
+                   r"e.g. y\[y < 0\] = 0"),
+    ("-1", "label-first", r"line 2: label -1 .*scikit-learn"),
+    ("1e300", "auto", r"line 2: label 1e\+300 \(label first\) is too large to be a class "
+                      r"number"),
+    ("2.5", "label-first", r"line 2: label 2.5 \(label first\) is not a whole number.*"
+                           r"layout='label-last'"),
+])
+def test_odd_labels_name_the_line_and_what_to_do(tmp_path, first, layout, message):
+    rows = ["1 0.25 0.5 0.75", f"{first} 0.5 0.25 0.125", "1 0.125 0.375 0.625"]
+    (tmp_path / "odd.txt").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=message):
+        read_ecg_file(tmp_path / "odd.txt", layout=layout)
+
+
+def test_a_zip_archive_says_unzip_it(beats, tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "archive.zip", "w") as archive:
+        archive.writestr("ecg.csv", _csv(beats.x[:3], np.ones(3)))
+    with pytest.raises(DataError, match=r"archive.zip is a ZIP archive \(it holds 'ecg.csv'\)"
+                                        r".*unzip it"):
+        read_ecg_file(tmp_path / "archive.zip")

@@ -66,6 +66,44 @@ def test_train_step_returns_losses_and_updates_both_networks(images):
     assert not _same(d_before, model.discriminator.get_weights())
 
 
+def test_discriminator_targets_stay_in_0_1_with_real_ones_smoothed_down(images):
+    """Binary cross-entropy from logits with a target above 1 rewards ever larger logits: D's
+    targets must lie in [0, 1], the real images' at most 0.9 (one-sided label smoothing)."""
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    seen = []
+
+    def spy(targets, logits):                 # the loss, recording the targets it is given
+        seen.append(np.asarray(targets))
+        return bce(targets, logits)
+
+    model = gan.DCGAN(gan.build_generator(8), gan.build_discriminator(), latent_dim=8, seed=0)
+    model.compile(d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+                  g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5), loss_fn=spy)
+    x = images.astype(np.float32)[..., None] / 255
+    model.train_step(keras.ops.convert_to_tensor(x))      # eagerly: the targets are visible
+    d_targets, g_targets = seen                           # D's half first, then G's
+    n = len(x)
+    assert d_targets.shape == (2 * n, 1) and g_targets.shape == (n, 1)
+    real, generated = d_targets[:n], d_targets[n:]
+    assert d_targets.min() >= 0.0 and d_targets.max() <= 1.0, "D's targets left [0, 1]"
+    assert np.all(real <= 0.9 + 1e-6) and np.all(real >= 0.7), "real targets: about 0.9"
+    np.testing.assert_allclose(real, gan.REAL_TARGET)
+    assert np.all(generated == 0.0), "one-sided: generated images keep the target 0"
+    assert np.all(g_targets == 1.0), "G's loss keeps the flipped label 1"
+
+
+def test_gan_health_splits_real_and_generated_halfway_between_the_targets(nets, images):
+    """D's targets are 0.9 (real) and 0 (generated): a D that cannot tell them apart outputs
+    about 0.45 for every image, so "real" must mean above 0.45, not above 0.5."""
+    generator, _ = nets
+    undecided = keras.Sequential([
+        keras.Input((28, 28, 1)), keras.layers.Flatten(),
+        keras.layers.Dense(1, kernel_initializer="zeros",
+                           bias_initializer=keras.initializers.Constant(-0.1))])  # p = 0.475
+    health = gan.gan_health(generator, undecided, images, n=6)
+    assert health["d_acc_real"] == 1.0 and health["d_acc_fake"] == 0.0
+
+
 def test_train_dcgan_collects_samples(images):
     profile = dataclasses.replace(get_profile("fast"), gan_epochs=2, batch_size=3)
     model, history, samples = gan.train_dcgan(images, profile, seed=0, latent_dim=8, n_samples=4)
@@ -126,11 +164,21 @@ def test_encoder_scores(nets, images):
     assert generator.trainable
     out = gan.encoder_scores(generator, discriminator, encoder, images)
     assert out["score"].shape == (6,) and out["z"].shape == (6, 8)
-    # the score is AnoGAN's loss at z = E(x)
+    # f-AnoGAN's score (Schlegl et al., 2019): squared residuals, kappa = 1, at z = E(x)
+    assert gan.FANOGAN_KAPPA == 1.0
     x = images.astype(np.float32)[..., None] / 255
-    score = np.asarray(gan.anogan_loss(generator, gan.feature_extractor(discriminator), x,
-                                       out["z"], 0.1)[0])
-    np.testing.assert_allclose(out["score"], score, rtol=1e-5)
+    g = np.asarray(generator(np.asarray(encoder(x)), training=False))
+    features = gan.feature_extractor(discriminator)
+    a_r = ((x - g) ** 2).mean(axis=(1, 2, 3))
+    a_d = ((np.asarray(features(x)) - np.asarray(features(g))) ** 2).mean(axis=1)
+    np.testing.assert_allclose(out["residual"], a_r, rtol=1e-4)
+    np.testing.assert_allclose(out["discrimination"], a_d, rtol=1e-4)
+    np.testing.assert_allclose(out["score"], a_r + a_d, rtol=1e-4)
+    np.testing.assert_allclose(out["reconstructions"], g, atol=1e-6)
+    half = gan.encoder_scores(generator, discriminator, encoder, images, kappa=0.5)
+    np.testing.assert_allclose(half["score"], a_r + 0.5 * a_d, rtol=1e-4)
+    with pytest.raises(ValueError, match="kappa"):
+        gan.encoder_scores(generator, discriminator, encoder, images, kappa=-1)
 
 
 @pytest.mark.parametrize("bad, match", [

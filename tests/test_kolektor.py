@@ -155,3 +155,24 @@ def test_files_are_read_only_once_verified(data_copy, monkeypatch):
     with pytest.raises(DataError):
         load_kolektor(FAST, verbose=False)
     assert calls == []
+
+
+def test_a_copy_with_jpeg_masks_and_cmyk_photos_loads_the_same_cracks(tmp_path, kolektor):
+    """KolektorSDD arranged by hand: masks saved as JPEG (compression noise around each
+    crack is not crack) and a photo converted to CMYK (not read as RGBA, i.e. black)."""
+    from PIL import Image
+
+    copy = tmp_path / "mine" / "kolektor"
+    shutil.copytree(SHIPPED / "kolektor", copy)
+    for png in sorted((copy / "ground_truth" / "crack").glob("*_mask.png")):
+        Image.open(png).convert("L").save(png.with_suffix(".jpg"), quality=75)
+        png.unlink()
+    good = sorted((copy / "test" / "good").glob("*.png"))[0]
+    Image.open(good).convert("CMYK").save(good.with_suffix(".tif"))
+    good.unlink()
+    data = load_kolektor(FAST, path=copy.parent, verbose=False)
+    assert len(data.x_test) == 32 and data.y_test.tolist() == kolektor.y_test.tolist()
+    np.testing.assert_allclose(data.x_test[0], kolektor.x_test[0], atol=1e-6)
+    for mine, shipped in zip(data.masks_test[16:], kolektor.masks_test[16:]):
+        overlap = (mine & shipped).sum() / (mine | shipped).sum()
+        assert overlap > 0.9, f"a JPEG mask is not its PNG's crack (IoU {overlap:.2f})"

@@ -262,3 +262,62 @@ def test_bad_scores_costs_and_thresholds_are_rejected():
         threshold_min_cost(Y_HAND, S_HAND, cost_fp="cheap")
     with pytest.raises(ValueError, match="threshold"):
         evaluate(Y_HAND, S_HAND, threshold=np.nan)
+
+
+# --------------------------------------------------------------------------- at another rate
+def test_precision_at_rate_keeps_every_threshold_of_a_run_of_anomalies():
+    """Ranked from the highest score: one normal, then three anomalies in a row.  The ROC curve
+    runs straight up from (1, 0) to (1, 1); ``roc_curve``'s default drop_intermediate=True keeps
+    only the ends, which gives the whole run the precision of its top, 3/4, not 1/2, 2/3, 3/4."""
+    from sklearn.metrics import roc_curve
+
+    from course_lib.metrics import precision_recall_at_rate
+
+    y, s = np.array([0, 1, 1, 1]), np.array([0.9, 0.8, 0.7, 0.6])
+    at_own = precision_recall_at_rate(y, s, rate=0.75)          # the test set's own share
+    np.testing.assert_allclose(at_own["recall"], [0, 0, 1 / 3, 2 / 3, 1])
+    np.testing.assert_allclose(at_own["precision"], [1, 0, 1 / 2, 2 / 3, 3 / 4])
+    assert np.isclose(at_own["average_precision"], (1 / 2 + 2 / 3 + 3 / 4) / 3)
+    assert np.isclose(at_own["average_precision"], average_precision_score(y, s))
+    # at a real rate of 10%: each anomaly's precision is 0.1 r / (0.1 r + 0.9 f), f = 1
+    b, r = 0.1, np.array([1 / 3, 2 / 3, 1])
+    expected = np.mean(b * r / (b * r + (1 - b)))
+    at_real = precision_recall_at_rate(y, s, rate=b)
+    assert np.isclose(at_real["average_precision"], expected)          # about 0.068
+    # what the default drop_intermediate=True would have given: too high (0.1)
+    f, rr, _ = roc_curve(y, s)
+    p = np.divide(b * rr, b * rr + (1 - b) * f, out=np.ones_like(rr), where=b * rr + f > 0)
+    biased = float(np.sum(np.diff(rr) * p[1:]))
+    assert np.isclose(biased, 0.1) and biased > at_real["average_precision"] + 0.03
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_precision_at_rate_equals_sklearn_at_the_own_rate(seed):
+    from sklearn.metrics import precision_recall_curve
+
+    from course_lib.metrics import precision_recall_at_rate
+
+    y, s = _random_case(seed)                        # ties included
+    out = precision_recall_at_rate(y, s, rate=y.mean())
+    assert np.isclose(out["average_precision"], average_precision_score(y, s))
+    precision, recall, _ = precision_recall_curve(y, s)   # recall decreasing there
+    np.testing.assert_allclose(out["recall"][1:], recall[::-1][1:])
+    np.testing.assert_allclose(out["precision"][1:], precision[::-1][1:])
+    # a lower rate lowers every precision but leaves recall alone
+    lower = precision_recall_at_rate(y, s, rate=0.01)
+    np.testing.assert_array_equal(lower["recall"], out["recall"])
+    assert np.all(lower["precision"][1:] <= out["precision"][1:] + 1e-12)
+    assert lower["average_precision"] < out["average_precision"]
+
+
+def test_precision_at_rate_rejects_bad_input():
+    from course_lib.metrics import precision_recall_at_rate
+
+    with pytest.raises(ValueError, match="rate"):
+        precision_recall_at_rate(Y_HAND, S_HAND, rate=0)
+    with pytest.raises(ValueError, match="rate"):
+        precision_recall_at_rate(Y_HAND, S_HAND, rate=1.5)
+    with pytest.raises(ValueError, match="both"):
+        precision_recall_at_rate([0, 0, 0], [0.1, 0.2, 0.3], rate=0.1)
+    with pytest.raises(ValueError, match="same length"):
+        precision_recall_at_rate([0, 1], S_HAND, rate=0.1)

@@ -302,3 +302,21 @@ def test_to_float_reads_bool_as_one_and_refuses_ambiguous_integers():
         to_float(np.full((1, 28, 28), 255))
     floats = np.random.default_rng(0).random((2, 28, 28))
     np.testing.assert_allclose(to_float(floats), floats, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- .npy for .npz
+def test_a_npy_file_is_refused_with_how_to_save_an_npz(tmp_path, capsys):
+    """A single-array .npy where an .npz of x and y is expected: a DataError (not a TypeError
+    traceback) that says what the file is and how to save an .npz; the bench exits 1."""
+    from course_lib.cli import bench
+
+    path = tmp_path / "images.npy"
+    np.save(path, np.zeros((8, 28, 28), np.uint8))
+    for load in (load_npz_images, lambda p: load_mnist(path=p, verbose=False)):
+        with pytest.raises(DataError, match=r"images.npy is a .npy file holding one array "
+                                            r"\(uint8, shape \(8, 28, 28\)\).*np.savez_compressed"):
+            load(path)
+    code = bench.main(["mnist-one-class", "--train", str(path), "--test", str(path),
+                       "--digit", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and "is a .npy file" in err, err

@@ -184,7 +184,7 @@ def test_thin_defects_survive_downscaling(tmp_path):
 
 
 @pytest.mark.parametrize("encoding", ["0/255", "0/1", "0/1 16-bit", "0/1 red channel"])
-def test_any_nonzero_mask_pixel_is_a_defect(tmp_path, encoding):
+def test_binary_masks_mark_the_same_defect_in_any_encoding(tmp_path, encoding):
     """Masks saved as 0/1 (many labelling tools) mark the same defect as MVTec's 0/255."""
     marked = np.zeros((40, 60), bool)
     marked[10:20, 20:40] = True
@@ -579,3 +579,74 @@ def test_cache_items_list_the_categories_present(tmp_path, monkeypatch):
     assert len(mvtec.mvtec_cache_items(["all"])) == 15
     grid = load_mvtec("grid", scale=0.5, n_train=2, verbose=False)
     assert isinstance(grid, MVTecData) and grid.sizes == "20x30" and len(grid.x_train) == 2
+
+
+# --------------------------------------------------------------------------- hostile image files
+def _photo(shape=(24, 32)) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return (rng.random((*shape, 3)) * 255).astype(np.uint8)
+
+
+def test_cmyk_images_are_converted_not_read_as_rgba(tmp_path):
+    """Print files in CMYK: their four ink channels passed for RGBA, so a white page read
+    black (0.0) and a grey JPEG read black too."""
+    from PIL import Image
+
+    Image.new("CMYK", (20, 10), (0, 0, 0, 0)).save(tmp_path / "white.jpg")
+    Image.new("CMYK", (20, 10), (0, 0, 0, 128)).save(tmp_path / "grey.jpg")
+    np.testing.assert_allclose(read_gray(tmp_path / "white.jpg"), 1.0)
+    np.testing.assert_allclose(read_gray(tmp_path / "grey.jpg"), 127 / 255, atol=2 / 255)
+    rgb = save(tmp_path / "photo.png", _photo())
+    Image.fromarray(_photo()).convert("CMYK").save(tmp_path / "photo.tif")   # lossless
+    np.testing.assert_allclose(read_gray(tmp_path / "photo.tif"), read_gray(rgb), atol=1e-12)
+    mask = Image.new("CMYK", (20, 10), (0, 0, 0, 255))                      # black: good
+    mask.paste((0, 0, 0, 0), (5, 2, 9, 6))                                   # white: defect
+    mask.save(tmp_path / "mask.tif")
+    assert read_mask(tmp_path / "mask.tif").sum() == 16
+    root = make_folder(tmp_path / "data")
+    Image.new("CMYK", (60, 40), (0, 0, 0, 0)).save(root / "widget" / "test" / "good" / "000.jpg")
+    data = load_mvtec_folder(root, "widget", verbose=False)
+    np.testing.assert_allclose(data.x_test[0], 1.0)
+
+
+def test_float_images_outside_0_1_are_refused_not_clipped_to_white(tmp_path):
+    values = np.linspace(0, 255, 12 * 16, dtype=np.float32).reshape(12, 16)
+    save(tmp_path / "bytes.tif", values)
+    with pytest.raises(DataError, match=r"bytes.tif: float pixels must lie in \[0, 1\], found "
+                                        r"0 to 255 \(clipping would flatten the image\)"):
+        read_gray(tmp_path / "bytes.tif")
+    save(tmp_path / "unit.tif", values / 255)
+    np.testing.assert_allclose(read_gray(tmp_path / "unit.tif"), values / 255, atol=1e-7)
+    save(tmp_path / "nan.tif", np.where(values > 100, np.nan, values / 255).astype(np.float32))
+    with pytest.raises(DataError, match="NaN or infinite"):
+        read_gray(tmp_path / "nan.tif")
+    root = make_folder(tmp_path / "data")
+    save(root / "widget" / "train" / "good" / "001.tif", values)
+    with pytest.raises(DataError, match="001.tif: float pixels must lie in"):
+        load_mvtec_folder(root, "widget", verbose=False)
+
+
+def test_integer_pixels_of_unknown_range_are_refused(tmp_path):
+    """Pillow's 32-bit mode 'I': divided by 2**31 it read almost black."""
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), 40_000, np.int32)).save(tmp_path / "i32.tif")
+    with pytest.raises(DataError, match=r"i32.tif: pixels of type int32 are not supported.*"
+                                        r"8- or 16-bit unsigned"):
+        read_gray(tmp_path / "i32.tif")
+
+
+def test_jpeg_masks_do_not_count_compression_noise_as_defect(tmp_path):
+    """A 100-pixel square saved as JPEG read as 175 defect pixels (every faint halo pixel)."""
+    from PIL import Image
+
+    marked = np.zeros((40, 40), bool)
+    marked[10:20, 10:20] = True
+    Image.fromarray(marked.astype(np.uint8) * 255).save(tmp_path / "mask.jpg", quality=75)
+    assert (np.asarray(Image.open(tmp_path / "mask.jpg")) != 0).sum() > 150  # the noise
+    np.testing.assert_array_equal(read_mask(tmp_path / "mask.jpg"), marked)
+    save(tmp_path / "empty.png", np.zeros((40, 40), np.uint8))
+    assert not read_mask(tmp_path / "empty.png").any()
+    soft = marked * 200 + 30 * (~marked)                  # a faint background: not a defect
+    np.testing.assert_array_equal(read_mask(save(tmp_path / "s.png", soft.astype(np.uint8))),
+                                  marked)

@@ -343,13 +343,17 @@ def test_cli_checks_the_data_before_training(tmp_path, tiny_fast, capsys, monkey
 
 
 def test_cli_pretrained_backbone_offline_fails_at_once(photos_root, tiny_fast, capsys,
-                                                       monkeypatch):
+                                                       monkeypatch, tmp_path):
     """--backbone pretrained without its cached weights, offline: one error line, exit 1,
-    nothing trained (auto would fall back to the learned backbone instead)."""
+    nothing trained (auto would fall back to the learned backbone instead), nothing loaded,
+    and the advice is a command-line option, not a Python call."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no cached weights
     monkeypatch.setattr(E, "train_mvtec_autoencoder",
                         lambda *a, **k: pytest.fail("pretrained must not fall back"))
     assert cli.main(["mvtec-knn", "--root", str(photos_root), "--category", "strip",
                      "--backbone", "pretrained"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("python -m course_lib.bench: error: OSError: Could not load the "
-                          "pretrained backbone") and "COURSE_DATA=offline" in err
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, "checked before the images load"
+    assert err.startswith("python -m course_lib.bench: error: --backbone pretrained needs the "
+                          "ImageNet weights") and "COURSE_DATA=offline" in err
+    assert "--backbone learned" in err and "load_backbone" not in err

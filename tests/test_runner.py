@@ -3,8 +3,14 @@
 Every notebook here is a tiny throwaway one written into ``tmp_path`` (a print cell, a failing
 cell, a file that is not JSON): the course notebooks are never run by these tests.
 """
+import _thread
 import json
+import os
 import re
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -189,3 +195,95 @@ def test_runner_runs_the_course_notebooks_by_default():
     assert runner.notebook_paths is common.notebook_paths
     assert common.notebook_paths([]) == common.list_notebooks()
     assert common.list_notebooks(), "the course's notebooks/ folder must hold the notebooks"
+
+
+# --------------------------------------------------------------------------- checked before running
+def _no_run(*args, **kwargs):
+    pytest.fail("a notebook ran although the command line was wrong")
+
+
+def test_out_whose_notebooks_folder_holds_the_inputs_is_refused(tmp_path, monkeypatch, capsys):
+    """Defect: ``--out .`` run from the repository (so ``./notebooks`` holds the sources)
+    overwrote every notebook with its executed copy."""
+    (tmp_path / "notebooks").mkdir()
+    nb = _write_nb(tmp_path / "notebooks" / "01_x.ipynb", "print(1)")
+    before = nb.read_bytes()
+    monkeypatch.setattr(runner, "execute_notebook", _no_run)
+    monkeypatch.chdir(tmp_path)
+    assert runner.main(["notebooks/01_x.ipynb", "--out", "."]) == 2
+    _assert_one_usage_line(capsys, "--out would overwrite the input", "01_x.ipynb")
+    assert nb.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notebooks"], "nothing written"
+
+
+def test_unwritable_out_folder_is_found_before_running(tmp_path, monkeypatch, capsys):
+    """Defect: an --out folder that exists but cannot be written was found only after every
+    notebook had run (about 12 minutes).  /proc refuses new files even to root."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux's /proc")
+    nb = _write_nb(tmp_path / "01_x.ipynb", "print(1)")
+    monkeypatch.setattr(runner, "execute_notebook", _no_run)
+    assert runner.main([str(nb), "--out", "/proc"]) == 2
+    _assert_one_usage_line(capsys, "cannot write in '/proc'", "--out")
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+def test_ctrl_c_stops_at_once_writes_the_summary_so_far_and_exits_130(tmp_path, monkeypatch,
+                                                                      capsys):
+    """Defect: Ctrl-C marked the notebook failed and the runner went on with the next one;
+    the README promises exit 130.  Now: stop, summary of what ran, 130."""
+    paths = [_write_nb(tmp_path / f"0{i}_x.ipynb", "print(1)") for i in (1, 2, 3)]
+    calls = []
+
+    def fake(path, **kw):
+        calls.append(path.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return notebooks.RunResult(path.name, "ok", 1.0, 10.0, ["embedded"])
+
+    monkeypatch.setattr(runner, "execute_notebook", fake)
+    out = tmp_path / "build"
+    assert runner.main([*map(str, paths), "--out", str(out)]) == 130
+    assert calls == ["01_x.ipynb", "02_x.ipynb"], "the third notebook must not start"
+    err = capsys.readouterr().err
+    assert "Stopped by Ctrl-C during 02_x.ipynb" in err and "interrupted." in err
+    results = json.loads((out / "summary.json").read_text())["results"]
+    assert [(r["notebook"], r["status"]) for r in results] == [("01_x.ipynb", "ok"),
+                                                               ("02_x.ipynb", "interrupted")]
+    assert "| 02_x.ipynb | interrupted |" in (out / "summary.md").read_text()
+
+
+def test_ctrl_c_during_a_notebook_raises_and_stops_its_kernel(tmp_path, monkeypatch):
+    """Defect: nbclient shut the kernel down on Ctrl-C and the run ended in unrelated errors,
+    reported as a failed notebook, and the runner went on.  A real kernel, a real
+    (simulated) Ctrl-C in the middle of a cell."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the kernel spec goes
+    started = tmp_path / "started"
+    nb = _write_nb(tmp_path / "01_sleep.ipynb",
+                   f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(60)")
+
+    def press_ctrl_c():
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _thread.interrupt_main()
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    begin = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        notebooks.execute_notebook(nb, kernel_log=os.devnull)
+    assert started.exists() and time.monotonic() - begin < 30, "stopped in the cell"
+    assert not list(tmp_path.glob("course-kernel-*")), "temporary kernel folder left behind"
+
+
+def test_kernel_environment_is_restored_and_its_folder_removed(tmp_path, monkeypatch):
+    """Defect: one temporary course-kernel-* folder was left behind per notebook run."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("COURSE_PROFILE", "full")
+    monkeypatch.delenv("JUPYTER_PATH", raising=False)
+    with notebooks._kernel_environment("fast", "offline"):
+        folder = Path(os.environ["JUPYTER_PATH"])
+        assert (folder / "kernels" / "python3" / "kernel.json").is_file()
+        assert os.environ["COURSE_PROFILE"] == "fast" and os.environ["COURSE_DATA"] == "offline"
+    assert not folder.exists() and list(tmp_path.iterdir()) == []
+    assert os.environ["COURSE_PROFILE"] == "full" and "JUPYTER_PATH" not in os.environ

@@ -110,6 +110,12 @@ def test_the_deck_follows_the_course():
     for s in slides:
         if "| carpet |" in s.body:
             assert "paper's numbers" in s.body
+    # the feature dictionary is credited to its authors
+    dictionary = next(s for s in slides if s.body.lstrip().startswith("## CNN feature dictionary"))
+    assert "Napoletano" in dictionary.body and "Sensors 2018" in dictionary.body
+    # the credit-card data give no currency for Amount (Kaggle's description names none)
+    text = build.DECK.read_text(encoding="utf-8")
+    assert not re.search(r"\beuros?\b|\bEUR\b|€", text, re.IGNORECASE)
 
 
 # ----------------------------------------------------------------------------- the build

@@ -167,3 +167,47 @@ def test_cache_items_say_missing_ok_or_corrupted(tmp_path, monkeypatch):
     manifest.write_text("{}")
     item = [i for i in texture_cache_items(tiny) if "grass" in i.name][0]
     assert item.state == "corrupted" and str(item.path) in item.hint
+
+
+@pytest.mark.parametrize("damage", ["changed", "deleted", "added"])
+def test_a_damaged_cached_set_is_reported_and_rebuilt(tmp_path, monkeypatch, capsys, damage):
+    """Defect: only the manifest was checked, so a damaged image was reported OK by status and
+    prefetch, and once deleted the loader silently returned fewer images."""
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    tiny = dataclasses.replace(get_profile("fast"), texture_size=32, texture_n_train=4,
+                               texture_n_test_good=1, texture_n_test_defect=1)
+    whole = load_textures("grass", tiny, verbose=False)
+    item = [i for i in texture_cache_items(tiny) if "grass" in i.name][0]
+    assert item.state == "OK"
+    files = tree_hashes(item.path)
+    image = item.path / "grass" / "train" / "good" / "002.png"
+    if damage == "changed":
+        image.write_bytes(image.read_bytes()[:-20])
+    elif damage == "deleted":
+        image.unlink()
+    else:
+        image.with_name("999.png").write_bytes(image.read_bytes())
+    item = [i for i in texture_cache_items(tiny) if "grass" in i.name][0]
+    assert item.state == "corrupted" and "prefetch --textures rebuilds it" in item.hint
+    words = {"changed": "changed", "deleted": "missing", "added": "not built by it"}[damage]
+    assert f"1 file(s) {words}" in item.detail
+    assert ("999.png" if damage == "added" else "002.png") in item.detail
+    again = load_textures("grass", tiny, verbose=False)  # rebuilt, with a note
+    assert "rebuilding it" in capsys.readouterr().err
+    assert len(again.x_train) == len(whole.x_train) == 4
+    assert tree_hashes(item.path) == files
+    assert [i.state for i in texture_cache_items(tiny) if "grass" in i.name] == ["OK"]
+
+
+def test_a_damaged_set_outside_the_cache_is_refused(tmp_path):
+    root = build_texture_dataset(tmp_path / "t", **SMALL)
+    (root / "brick" / "test" / "good" / "000.png").unlink()
+    with pytest.raises(DataError, match="fails its check: 1 file.s. missing.*overwrite=True"):
+        build_texture_dataset(root, **SMALL)
+    assert build_texture_dataset(root, overwrite=True, **SMALL) == root
+    assert build_texture_dataset(root, **SMALL) == root
+    manifest = json.loads((root / "manifest.json").read_text())
+    del manifest["files"]  # as an older course_lib wrote it: nothing to check the files with
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="lists no files"):
+        build_texture_dataset(root, **SMALL)

@@ -48,7 +48,10 @@
 
 Every evaluation prints, as its last line, one JSON object.  ``.npz`` files hold ``x`` (uint8,
 (N, 28, 28)) and ``y`` (labels).  The experiments themselves live in
-:mod:`course_lib.experiments` (one module per notebook topic).
+:mod:`course_lib.experiments` (one module per notebook topic); they import Keras, so every
+command reads and checks its input first and a mistake is reported within a second, not after
+TensorFlow's start-up.  Exit codes: 0 done, 1 failed (bad data, no network), 2 usage error,
+130 Ctrl-C (``notebooks`` then leaves ``--output`` and ``--readme`` as they were).
 """
 
 from __future__ import annotations
@@ -65,11 +68,13 @@ from pathlib import Path
 
 import numpy as np
 
-from course_lib.cli.common import (ArgumentParser, UsageError, data_mode_name, env_profile,
-                                   existing_file, existing_folder, fraction, int_at_least,
-                                   notebook_paths, output_file, positive_int, profile_name,
-                                   run_command, scale_factor)
-from course_lib.config import get_profile
+from course_lib.checks import DataError, quote
+from course_lib.cli.common import (ArgumentParser, UsageError, check_writable_folder,
+                                   data_mode_name, env_profile, existing_file, existing_folder,
+                                   fraction, int_at_least, notebook_paths, output_file,
+                                   positive_int, profile_name, refuse_overwriting, run_command,
+                                   scale_factor, seed_value)
+from course_lib.config import data_mode, get_profile
 from course_lib.data.ecg import LAYOUTS
 from course_lib.download import atomic_write_text
 
@@ -79,12 +84,32 @@ DATA_WORDS = {"offline": "embedded (offline) data", "online": "downloaded (onlin
 
 
 # --------------------------------------------------------------------------- evaluations
+#: The one-class experiment trains on at least this many images of the normal digit.
+MIN_NORMAL_IMAGES = 20
+
+
+def check_one_class_split(y_train, y_test, digits) -> None:
+    """What ``mnist_one_class_experiment`` needs of the labels, checked before Keras loads:
+    at least :data:`MIN_NORMAL_IMAGES` training images of each digit, and test images of the
+    digit and of other digits."""
+    for digit in digits:
+        n_normal = int(np.sum(y_train == digit))
+        if n_normal < MIN_NORMAL_IMAGES:
+            raise DataError(f"only {n_normal} training images of digit {digit}; need at least "
+                            f"{MIN_NORMAL_IMAGES} to train on.")
+        if np.all(y_test == digit) or not np.any(y_test == digit):
+            raise DataError(f"the test set must hold both digit {digit} and other digits to "
+                            f"compute an AUROC.")
+
+
 def _cmd_mnist_one_class(args) -> int:
     from course_lib.data.mnist import load_npz_images
-    from course_lib.experiments.one_class import mnist_one_class_experiment
 
     x_train, y_train = load_npz_images(args.train)
     x_test, y_test = load_npz_images(args.test)
+    check_one_class_split(y_train, y_test, args.digit)
+    from course_lib.experiments.one_class import mnist_one_class_experiment  # Keras loads
+
     results = []
     for digit in args.digit:
         results.append(mnist_one_class_experiment(x_train, y_train, x_test, y_test, digit,
@@ -101,11 +126,31 @@ def _cmd_mnist_one_class(args) -> int:
     return 0
 
 
+#: Share of the training normals that ``split_creditcard`` keeps for validation.
+CREDITCARD_VALIDATION_SHARE = 0.1
+
+
+def check_creditcard_rows(labels, test_fraction: float) -> None:
+    """What ``split_creditcard`` needs of the rows, checked before Keras loads: frauds to
+    evaluate with, and enough normal rows to train on (20), validate (2) and test (1)."""
+    n_normal, n_fraud = int(np.sum(labels == 0)), int(np.sum(labels == 1))
+    if n_fraud == 0:
+        raise DataError("the data holds no frauds (Class 1): they are needed to evaluate the "
+                        "detector (training uses normal rows only).")
+    n_test = int(round(test_fraction * n_normal))
+    n_val = int(round(CREDITCARD_VALIDATION_SHARE * (n_normal - n_test)))
+    if n_test < 1 or n_val < 2 or n_normal - n_test - n_val < 20:
+        raise DataError(f"only {n_normal} normal rows: too few to train on (at least 20), "
+                        f"validate and test with --test-fraction {test_fraction}.")
+
+
 def _cmd_creditcard(args) -> int:
     from course_lib.data.creditcard import read_creditcard_csv
-    from course_lib.experiments.creditcard import creditcard_experiment
 
     frame = read_creditcard_csv(args.csv)
+    check_creditcard_rows(frame["Class"].to_numpy(), args.test_fraction)
+    from course_lib.experiments.creditcard import creditcard_experiment  # Keras loads
+
     result = creditcard_experiment(frame, profile=args.profile, seed=args.seed,
                                    test_fraction=args.test_fraction, scaling=args.scaling)
     print(json.dumps(result), flush=True)
@@ -131,6 +176,25 @@ def image_profile(args):
     return profile
 
 
+def check_category(data) -> None:
+    """What every MVTec experiment needs of a loaded category, checked before Keras loads: 4
+    good training images (2 to train on, 2 for the threshold), good and defective test images,
+    and masks that mark the defects of at least one defective image."""
+    where = f"{quote(data.category)} ({data.detail})"
+    if len(data.x_train) < 4:
+        raise DataError(f"only {len(data.x_train)} defect-free training image(s) in {where}: "
+                        f"need at least 4 (2 to train on, 2 to set the threshold).")
+    n_bad = int(np.sum(data.y_test))
+    if n_bad == 0 or n_bad == len(data.y_test):
+        raise DataError(f"the test set of {where} needs good (test/good/) and defective "
+                        f"(test/<defect type>/) images; found {len(data.y_test) - n_bad} good "
+                        f"and {n_bad} defective.")
+    if data.n_empty_masks == n_bad:
+        raise DataError(f"every defective test image of {where} has an empty mask: pixel "
+                        f"metrics need masks that mark the defects (a mask pixel is a defect "
+                        f"wherever it is not 0).")
+
+
 def _load_category(args):
     from course_lib.data.mvtec import load_mvtec_folder
 
@@ -138,13 +202,14 @@ def _load_category(args):
     data = load_mvtec_folder(args.root, args.category, scale=args.profile.mvtec_scale,
                              max_side=args.profile.mvtec_max_side, verbose=False)
     print(data, file=sys.stderr, flush=True)  # what was loaded (empty masks too), not stdout
+    check_category(data)
     return data
 
 
 def _cmd_mvtec(args) -> int:
-    from course_lib.experiments.mvtec import mvtec_autoencoder_experiment
-
     data = _load_category(args)
+    from course_lib.experiments.mvtec import mvtec_autoencoder_experiment  # Keras loads
+
     result = mvtec_autoencoder_experiment(data, loss=args.loss, profile=args.profile,
                                           seed=args.seed)
     print(json.dumps(result), flush=True)
@@ -152,9 +217,9 @@ def _cmd_mvtec(args) -> int:
 
 
 def _cmd_mvtec_baseline(args) -> int:
-    from course_lib.experiments.mvtec import mvtec_baseline_experiment
-
     data = _load_category(args)
+    from course_lib.experiments.mvtec import mvtec_baseline_experiment  # Keras loads
+
     method = {"variation": "variation model", "texture": "texture inspection"}[args.method]
     result = mvtec_baseline_experiment(data, method=method, profile=args.profile,
                                        seed=args.seed)
@@ -162,10 +227,35 @@ def _cmd_mvtec_baseline(args) -> int:
     return 0
 
 
-def _cmd_mvtec_features(args) -> int:
-    from course_lib.experiments.mvtec import mvtec_feature_experiment
+def check_pretrained_weights() -> None:
+    """``--backbone pretrained`` needs ResNet50's ImageNet weights: in Keras' cache already,
+    or a server to download them from (checked before the images load and Keras starts)."""
+    from course_lib.download import CONNECT_TIMEOUT_S, can_connect
+    from course_lib.features import RESNET50, pretrained_weights_path
 
+    path = pretrained_weights_path()
+    if path.is_file():
+        return
+    instead = ("use --backbone learned (features learned from the good images) or --backbone "
+               "random, which need no download")
+    if data_mode() == "offline":
+        raise DataError(f"--backbone pretrained needs the ImageNet weights of {RESNET50.name}, "
+                        f"which are not in Keras' cache ({path}), and COURSE_DATA=offline "
+                        f"forbids downloading them: {instead}, or run once with the network "
+                        f"(COURSE_DATA=auto) to cache them.")
+    if not can_connect(RESNET50.url):
+        raise DataError(f"--backbone pretrained needs the ImageNet weights of {RESNET50.name} "
+                        f"(not in Keras' cache, {path}), but their server did not answer "
+                        f"within {CONNECT_TIMEOUT_S:.0f} s: {instead}, or run where the "
+                        f"internet is reachable.")
+
+
+def _cmd_mvtec_features(args) -> int:
+    if args.backbone == "pretrained":
+        check_pretrained_weights()
     data = _load_category(args)
+    from course_lib.experiments.mvtec import mvtec_feature_experiment  # Keras loads
+
     result = mvtec_feature_experiment(data, method=args.method, profile=args.profile,
                                       seed=args.seed, backbone=args.backbone,
                                       coreset=getattr(args, "coreset", "greedy"),
@@ -191,8 +281,6 @@ def ssim_crops(size: int, side: int = SSIM_PHOTO_SIDE) -> int:
 
 
 def _cmd_ssim_speed(args) -> int:
-    from course_lib.checks import DataError
-
     if args.size > SSIM_PHOTO_SIDE:
         raise UsageError(f"argument --size: at most {SSIM_PHOTO_SIDE} (the side of the photo), "
                          f"got {args.size}")
@@ -286,18 +374,41 @@ def replace_between_markers(path: Path, text: str) -> bool:
     return True
 
 
-def _cmd_notebooks(args) -> int:
+def _check_notebook_outputs(args, paths) -> None:
+    """``--output`` and ``--readme`` can be written, and are none of the notebooks run:
+    checked before the runs, which take many minutes."""
+    for option, target in (("--output", args.output), ("--readme", args.readme)):
+        if target is not None:
+            check_writable_folder(Path(target).parent, option)
+            refuse_overwriting([target], paths, option)
+
+
+def _run_notebooks(args, paths) -> dict:
     from course_lib.cli.notebooks import execute_notebook
 
-    paths = notebook_paths(args.notebook)
     results = {}
-    for name in args.profiles:
-        results[name] = []
-        for p in paths:
-            r = execute_notebook(p, profile=name, data=args.data, kernel_log=os.devnull)
-            print(f"{name:9s} {p.name:45s} {r.status:6s} {r.seconds:7.1f} s "
-                  f"{r.peak_mb if r.peak_mb is not None else 'n/a'} MB", flush=True)
-            results[name].append(r)
+    try:
+        for name in args.profiles:
+            results[name] = []
+            for p in paths:
+                r = execute_notebook(p, profile=name, data=args.data, kernel_log=os.devnull)
+                print(f"{name:9s} {p.name:45s} {r.status:6s} {r.seconds:7.1f} s "
+                      f"{r.peak_mb if r.peak_mb is not None else 'n/a'} MB", flush=True)
+                results[name].append(r)
+    except KeyboardInterrupt:
+        done = sum(len(rs) for rs in results.values())
+        kept = " and ".join(str(t) for t in (args.output, args.readme) if t)
+        print(f"\nStopped by Ctrl-C after {done} notebook run(s) (listed above)"
+              + (f"; {kept} left as they were (a partial table would replace the whole one)"
+                 if kept else "") + ".", file=sys.stderr)
+        raise
+    return results
+
+
+def _cmd_notebooks(args) -> int:
+    paths = notebook_paths(args.notebook)
+    _check_notebook_outputs(args, paths)
+    results = _run_notebooks(args, paths)
     table = benchmark_table(results, machine_info(), data=args.data)
     print("\n" + table)
     if args.output:
@@ -358,7 +469,7 @@ def build_parser() -> ArgumentParser:
     oc.add_argument("--digit", required=True, type=int, choices=range(10), metavar="D",
                     nargs="+", help="normal digit(s) 0-9; with several, a summary line comes last")
     oc.add_argument("--profile", type=profile_name, default=None, help="fast | workshop | full")
-    oc.add_argument("--seed", default=0, type=int_at_least(0))
+    oc.add_argument("--seed", default=0, type=seed_value)
     oc.set_defaults(func=_cmd_mnist_one_class)
 
     cc = sub.add_parser("creditcard", help="credit-card fraud: AE vs Isolation Forest and PCA")
@@ -366,7 +477,7 @@ def build_parser() -> ArgumentParser:
                     help="CSV (or .csv.gz) with Time, V1..V28, Amount, Class")
     cc.add_argument("--profile", type=profile_name, default=None,
                     help="fast | workshop | full (epochs, batch)")
-    cc.add_argument("--seed", default=0, type=int_at_least(0))
+    cc.add_argument("--seed", default=0, type=seed_value)
     cc.add_argument("--scaling", default="standard", choices=("standard", "quantile"))
     cc.add_argument("--test-fraction", default=0.3, type=fraction(allow_one=False),
                     help="share of the normal rows held out for testing (default %(default)s)")
@@ -379,7 +490,7 @@ def build_parser() -> ArgumentParser:
     mv.add_argument("--loss", default="l2", choices=("l2", "ssim"))
     mv.add_argument("--profile", type=profile_name, default=None,
                     help="fast | workshop | full (image scale, patches, epochs)")
-    mv.add_argument("--seed", default=0, type=int_at_least(0))
+    mv.add_argument("--seed", default=0, type=seed_value)
     _image_arguments(mv, patches=True)
     mv.set_defaults(func=_cmd_mvtec)
 
@@ -390,7 +501,7 @@ def build_parser() -> ArgumentParser:
     mb.add_argument("--method", required=True, choices=("variation", "texture"))
     mb.add_argument("--profile", type=profile_name, default=None,
                     help="fast | workshop | full (image scale)")
-    mb.add_argument("--seed", default=0, type=int_at_least(0))
+    mb.add_argument("--seed", default=0, type=seed_value)
     _image_arguments(mb)
     mb.set_defaults(func=_cmd_mvtec_baseline)
 
@@ -402,7 +513,7 @@ def build_parser() -> ArgumentParser:
         fp.add_argument("--category", required=True, help="e.g. carpet, or brick for textures")
         fp.add_argument("--profile", type=profile_name, default=None,
                         help="fast | workshop | full (sizes)")
-        fp.add_argument("--seed", default=0, type=int_at_least(0))
+        fp.add_argument("--seed", default=0, type=seed_value)
         _image_arguments(fp)
         fp.add_argument("--backbone", default="auto",
                         choices=("auto", "pretrained", "learned", "random"))
@@ -427,7 +538,7 @@ def build_parser() -> ArgumentParser:
     ecg.add_argument("--test", required=True, type=existing_file, help="beats to score")
     ecg.add_argument("--profile", type=profile_name, default=None,
                      help="fast | workshop | full (epochs)")
-    ecg.add_argument("--seed", default=0, type=int_at_least(0))
+    ecg.add_argument("--seed", default=0, type=seed_value)
     ecg.add_argument("--layout", default="auto", choices=LAYOUTS,
                      help="where the label is in each row (default: auto, the end that holds "
                           "whole numbers)")

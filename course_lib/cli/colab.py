@@ -22,6 +22,7 @@ import re
 import sys
 from pathlib import Path
 
+from course_lib.checks import DataError
 from course_lib.cli.common import ArgumentParser, list_notebooks as _list_notebooks, run_command
 from course_lib.config import REPO_DIR as REPO
 from course_lib.download import atomic_write_text
@@ -138,9 +139,25 @@ def _cell_lines(text: str) -> list[str]:
     return text.splitlines(keepends=True)
 
 
-def _synced_notebook(raw: str, source: str) -> str:
+def _read_notebook(raw: str, name: str) -> dict:
+    """The notebook JSON ``raw`` of the file ``name``; :class:`DataError` naming the file when
+    it is not JSON or not a notebook (a dict with a list of cells)."""
+    try:
+        nb = json.loads(raw)
+    except ValueError as exc:
+        raise DataError(f"{name} is not valid JSON ({exc}); restore it (git checkout -- "
+                        f"{name}) or repair it, then run again.") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) or \
+            not all(isinstance(c, dict) for c in nb["cells"]):
+        raise DataError(f"{name} is JSON but not a notebook (expected an object with a list of "
+                        f"cells); restore it (git checkout -- {name}) or remove it, then run "
+                        f"again.")
+    return nb
+
+
+def _synced_notebook(raw: str, source: str, name: str = "notebook") -> str:
     """``raw`` notebook JSON with exactly one up-to-date setup cell, directly after cell 0."""
-    nb = json.loads(raw)
+    nb = _read_notebook(raw, name)
     cells = nb["cells"]
     tagged = [i for i, c in enumerate(cells) if CELL_TAG in c.get("metadata", {}).get("tags", [])]
     pos = 1 if cells and cells[0].get("cell_type") == "markdown" else 0
@@ -206,19 +223,27 @@ def sync(check: bool = False, root: Path | str = REPO) -> list[str]:
     date with pyproject.toml's Repository URL.
 
     Returns the files (relative to ``root``) that were out of date; with ``check=True`` it
-    writes nothing, only reports them.
+    writes nothing, only reports them.  Raises :class:`DataError`, naming the file and writing
+    nothing, when a notebook is not JSON or not a notebook.
     """
     root = Path(root)
     url = repository_url(root)
     source = setup_cell_source(url)
-    stale = []
+    updates = {}  # every notebook is read and checked before any is written
     for path in list_notebooks(root):
-        raw = path.read_text(encoding="utf-8")
-        new = _synced_notebook(raw, source)
+        name = path.relative_to(root).as_posix()
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{name} is not UTF-8 text, so not a notebook; restore it (git "
+                            f"checkout -- {name}), then run again.") from None
+        new = _synced_notebook(raw, source, name)
         if new != raw:
-            stale.append(path.relative_to(root).as_posix())
-            if not check:
-                _write(path, new)
+            updates[path] = new
+    stale = [path.relative_to(root).as_posix() for path in updates]
+    if not check:
+        for path, new in updates.items():
+            _write(path, new)
     readme = root / "README.md"
     if readme.exists():
         text = readme.read_text(encoding="utf-8")

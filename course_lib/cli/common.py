@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from course_lib.checks import DataError, quote
@@ -88,6 +89,22 @@ def int_at_least(minimum: int):
         return value
     parse.__name__ = f"int>={minimum}"
     return parse
+
+
+#: The largest seed NumPy and Keras accept (seeds are 32-bit: 0 to 2**32 - 1).
+MAX_SEED = 2 ** 32 - 1
+
+
+def seed_value(text: str) -> int:
+    """argparse type: a random seed, a whole number from 0 to :data:`MAX_SEED`."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_SEED} (NumPy "
+                                         f"and Keras seeds are 32-bit), got {quote(text)}")
+    return value
 
 
 def fraction(allow_one: bool = True):
@@ -186,6 +203,38 @@ def existing_folder(text: str) -> Path:
     if not path.is_dir():
         raise argparse.ArgumentTypeError(f"folder {quote_path(text)} not found")
     return path
+
+
+def check_writable_folder(folder, option: str) -> None:
+    """Raise :class:`UsageError` unless files can be written in ``folder`` (or, if it does not
+    exist yet, in the nearest folder above it that does): checked before hours of work whose
+    results would then be lost."""
+    folder = Path(folder)
+    existing = next(p for p in [folder, *folder.parents] if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise UsageError(f"{option} {quote_path(folder)}: {quote_path(existing)} is a file, "
+                         f"not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".course-write-test-", dir=existing)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"cannot write in {quote_path(existing)} ({option} "
+                         f"{quote_path(folder)}: {exc.strerror or type(exc).__name__}); give a "
+                         f"folder you can write to") from None
+
+
+def refuse_overwriting(outputs, inputs, option: str) -> None:
+    """Raise :class:`UsageError` if a file the command would write (``outputs``) is one of the
+    files it reads (``inputs``), e.g. ``--out .`` run from the repository would replace the
+    notebooks with their executed copies."""
+    sources = [Path(p) for p in inputs]
+    for target in map(Path, outputs):
+        same = next((p for p in sources if target.exists() and p.exists()
+                     and os.path.samefile(target, p)), None)
+        if same is not None:
+            raise UsageError(f"{option} would overwrite the input {quote_path(same)} with what "
+                             f"this command writes; give another {option}")
 
 
 def list_notebooks(folder=None) -> list:

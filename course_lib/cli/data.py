@@ -7,7 +7,7 @@
 
     python -m course_lib.data status [--profile P]
         What is present offline, without touching the network.  Exit 1 if something present
-        is corrupted.
+        is corrupted or embedded data (the offline path, data/) is missing.
 
 See the README, "Before the workshop".  The work is done by :mod:`course_lib.data.cache`.
 """
@@ -20,6 +20,12 @@ from course_lib.data.cache import PREFETCH_ITEMS, cache_status, format_cache_tab
 from course_lib.data.mvtec import MVTEC_AD_CATEGORIES, MVTEC_AD_DOWNLOADS
 
 PROG = "python -m course_lib.data"
+
+
+def status_failed(item) -> bool:
+    """An item that makes ``status`` exit 1: anything corrupted, and embedded data (what the
+    notebooks fall back to offline) that is missing; the doctor calls both FAIL or WARN."""
+    return item.state == "corrupted" or (item.kind == "embedded" and item.state != "OK")
 
 
 def build_parser() -> ArgumentParser:
@@ -57,7 +63,7 @@ def _run(argv) -> int:
         items = cache_status(profile)
         print(f"Datasets present offline (profile '{profile}'; nothing was downloaded):\n")
         print(format_cache_table(items))
-        return 1 if any(it.state == "corrupted" for it in items) else 0
+        return 1 if any(status_failed(it) for it in items) else 0
 
     bad = [c for c in args.mvtec if c not in MVTEC_AD_DOWNLOADS]
     if bad:

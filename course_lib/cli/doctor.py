@@ -22,7 +22,7 @@ from pathlib import Path
 
 from course_lib.cli.common import ArgumentParser, run_command
 from course_lib.config import (DATA_DIR_ENV, DATA_ENV, DATA_MODES, DEFAULT_PROFILE, PROFILE_ENV,
-                               data_dir, data_mode, get_profile)
+                               data_dir, data_mode, env_value, get_profile)
 from course_lib.data.cache import cache_status
 from course_lib.data.creditcard import CREDITCARD_SAMPLE
 from course_lib.data.mnist import MNIST_SUBSET
@@ -230,9 +230,10 @@ def check_gpu(devices=None) -> Check:
 
 
 def check_profile(value: str | None = "__env__") -> Check:
-    """``COURSE_PROFILE`` names a profile (FAIL otherwise: every notebook would stop)."""
+    """``COURSE_PROFILE`` names a profile (FAIL otherwise: every notebook would stop); unset
+    or empty means the default."""
     if value == "__env__":
-        value = os.environ.get(PROFILE_ENV)
+        value = env_value(PROFILE_ENV)
     try:
         prof = get_profile(value)
     except ValueError as exc:
@@ -244,9 +245,9 @@ def check_profile(value: str | None = "__env__") -> Check:
 
 
 def check_data_mode(value: str | None = "__env__") -> Check:
-    """``COURSE_DATA`` is auto, online or offline (FAIL otherwise)."""
+    """``COURSE_DATA`` is auto, online or offline (FAIL otherwise); unset or empty: auto."""
     if value == "__env__":
-        value = os.environ.get(DATA_ENV)
+        value = env_value(DATA_ENV)
     try:
         mode = data_mode(value)
     except ValueError as exc:

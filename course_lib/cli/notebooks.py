@@ -3,17 +3,22 @@
 :func:`execute_notebook` runs one notebook top to bottom in a new kernel (from its own folder),
 records the wall time, the kernel's peak memory (``ru_maxrss``) and the data sources it
 reported, and optionally saves the executed copy and an HTML export.  A notebook that cannot
-be read or fails counts as failed; nothing here raises for a bad notebook.
+be read or fails counts as failed; nothing here raises for a bad notebook.  Ctrl-C stops the
+kernel and raises ``KeyboardInterrupt`` (the tools then stop and exit with 130).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import shutil
+import signal
 import sys
 import tempfile
 import time
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +56,73 @@ def _kernel_path_dir() -> str:
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Python 3 (course)", "language": "python"}))
     return str(root)
+
+
+@contextmanager
+def _kernel_environment(profile: str | None, data: str | None):
+    """``COURSE_PROFILE`` / ``COURSE_DATA`` for the kernel, and a ``JUPYTER_PATH`` whose
+    ``python3`` kernel is this interpreter; all restored, and the temporary kernel folder
+    removed, on the way out."""
+    backup = {k: os.environ.get(k) for k in ("COURSE_PROFILE", "COURSE_DATA", "JUPYTER_PATH",
+                                             "MPLBACKEND")}
+    kernel_dir = _kernel_path_dir()
+    try:
+        if profile:
+            os.environ["COURSE_PROFILE"] = profile
+        if data:
+            os.environ["COURSE_DATA"] = data
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(
+            [kernel_dir] + ([backup["JUPYTER_PATH"]] if backup["JUPYTER_PATH"] else []))
+        os.environ.pop("MPLBACKEND", None)  # let the inline backend capture figures
+        yield
+    finally:
+        for k, v in backup.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(kernel_dir, ignore_errors=True)
+
+
+@contextmanager
+def _kernel_stderr(kernel_log):
+    """The open log file for the kernel's own stderr (None: the terminal)."""
+    if kernel_log is None:
+        yield None
+        return
+    Path(kernel_log).parent.mkdir(parents=True, exist_ok=True)
+    with open(kernel_log, "w", encoding="utf-8") as log:
+        yield log
+
+
+def _stoppable_client(nb, **kwargs):
+    """An nbclient ``NotebookClient`` that Ctrl-C stops, and that remembers it was stopped.
+
+    nbclient's own Ctrl-C handler shuts the kernel down, after which the run ends in
+    unrelated errors (a notebook then looked failed and the next one started).  Here Ctrl-C
+    cancels the run (nbclient still shuts the kernel down) and sets ``client.interrupted``.
+    """
+    from nbclient import NotebookClient
+
+    class StoppableClient(NotebookClient):
+        interrupted = False
+
+        @asynccontextmanager
+        async def async_setup_kernel(self, **kw):
+            async with super().async_setup_kernel(**kw):
+                task = asyncio.current_task()
+
+                def stop():
+                    self.interrupted = True
+                    task.cancel()
+
+                try:  # replaces nbclient's handler until the kernel is shut down
+                    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop)
+                except (RuntimeError, NotImplementedError, ValueError):
+                    pass  # not the main thread, or no signals (Windows)
+                yield
+
+    return StoppableClient(nb, **kwargs)
 
 
 def _sources(nb) -> list:
@@ -91,10 +163,14 @@ def execute_notebook(path, out_dir=None, profile: str | None = None, data: str |
     messages land there instead of the terminal); default: ``OUT_DIR/logs/NAME.log`` when
     ``out_dir`` is given, else the terminal.  A notebook that cannot be read (not JSON, not a
     notebook) is returned as failed, with the reason in ``error``.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        Ctrl-C during the run (the kernel is shut down first; nothing is saved).
     """
     require_notebook_tools()
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     path = Path(path)
@@ -104,38 +180,24 @@ def execute_notebook(path, out_dir=None, profile: str | None = None, data: str |
         return RunResult(path.name, "failed", 0.0, None, [],
                          _one_line(f"cannot read the notebook: {type(exc).__name__}: {exc}"))
     nb.cells.append(nbformat.v4.new_code_cell(_MEASURE))
-    env_backup = {k: os.environ.get(k) for k in ("COURSE_PROFILE", "COURSE_DATA", "JUPYTER_PATH",
-                                                  "MPLBACKEND")}
-    if profile:
-        os.environ["COURSE_PROFILE"] = profile
-    if data:
-        os.environ["COURSE_DATA"] = data
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(
-        [_kernel_path_dir()] + ([env_backup["JUPYTER_PATH"]] if env_backup["JUPYTER_PATH"] else []))
-    os.environ.pop("MPLBACKEND", None)  # let the inline backend capture figures
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = _stoppable_client(nb, timeout=timeout, kernel_name="python3",
+                               resources={"metadata": {"path": str(path.parent)}})
     if kernel_log is None and out_dir is not None:
         kernel_log = Path(out_dir) / "logs" / (path.stem + ".log")
-    log = None
     status, error, start = "ok", "", time.perf_counter()
+    interrupted = False
     try:
-        if kernel_log is not None:
-            Path(kernel_log).parent.mkdir(parents=True, exist_ok=True)
-            log = open(kernel_log, "w", encoding="utf-8")  # noqa: SIM115 - closed below
-        client.execute(**({"stderr": log} if log is not None else {}))
+        with _kernel_environment(profile, data), _kernel_stderr(kernel_log) as log:
+            client.execute(**({"stderr": log} if log is not None else {}))
     except CellExecutionError as exc:
         status, error = "failed", _one_line(str(exc))
+        interrupted = exc.ename == "KeyboardInterrupt"  # the kernel itself got Ctrl-C
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        interrupted = True
     except Exception as exc:  # noqa: BLE001 - kernel died, timeout, ...
         status, error = "failed", _one_line(f"{type(exc).__name__}: {exc}")
-    finally:
-        if log is not None:
-            log.close()
-        for k, v in env_backup.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    if interrupted or client.interrupted:
+        raise KeyboardInterrupt
     seconds = time.perf_counter() - start
     peak = None
     for out in nb.cells[-1].get("outputs", []):

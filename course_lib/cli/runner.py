@@ -7,7 +7,10 @@ copy to ``build/notebooks/``, an HTML export to ``build/html/`` with an ``index.
 links them in order, and prints a summary table: notebook, status, seconds, peak memory of the
 kernel (its ``ru_maxrss``), and the data source(s) the notebook reported.  The summary
 (``summary.md``, ``summary.json``) is written even when a notebook fails or cannot be read.
-Exit code: 0 if every notebook ran, 1 if one failed, 2 for a usage error.
+Exit code: 0 if every notebook ran, 1 if one failed, 2 for a usage error (checked before any
+notebook runs: an ``--out`` folder that cannot be written, or one whose ``notebooks/`` holds
+the very notebooks being run), 130 for Ctrl-C, which stops at once and writes the summary of
+the notebooks run so far.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from course_lib.cli.common import (ArgumentParser, UsageError, data_mode_name, env_data_mode,
-                                   env_profile, notebook_paths, profile_name, run_command)
-from course_lib.cli.notebooks import execute_notebook, summary_table
+from course_lib.cli.common import (ArgumentParser, UsageError, check_writable_folder,
+                                   data_mode_name, env_data_mode, env_profile, notebook_paths,
+                                   profile_name, refuse_overwriting, run_command)
+from course_lib.cli.notebooks import RunResult, execute_notebook, summary_table
 from course_lib.download import atomic_write_text
 
 PROG = "python -m course_lib.runner"
@@ -55,31 +59,53 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def _run(argv) -> int:
-    args = build_parser().parse_args(argv)
-    profile = args.profile or env_profile()
-    data = args.data or env_data_mode()
-    paths = notebook_paths(args.notebooks)
-    out_dir = Path(args.out)
+def _out_folder(text: str, paths: list) -> Path:
+    """The ``--out`` folder, created and checked before any notebook runs."""
+    out_dir = Path(text)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file; give a folder for the executed notebooks")
+    refuse_overwriting([out_dir / "notebooks" / p.name for p in paths], paths, "--out")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create the --out folder {out_dir} "
                          f"({exc.strerror or type(exc).__name__}); give another folder") from None
-    results = []
-    for p in paths:
-        print(f"running {p.name} (profile {profile}, data {data}) ...", flush=True)
-        r = execute_notebook(p, out_dir=out_dir, profile=profile, data=data)
-        print(f"  {r.status} in {r.seconds:.1f} s" + (f": {r.error}" if r.error else ""),
-              flush=True)
-        results.append(r)
+    for folder in (out_dir, *(out_dir / sub for sub in ("notebooks", "html", "logs"))):
+        if folder == out_dir or folder.exists():
+            check_writable_folder(folder, "--out")
+    return out_dir
+
+
+def _write_summary(results: list, out_dir: Path, profile: str, data: str) -> str:
     table = summary_table(results)
     atomic_write_text(out_dir / "summary.md", f"Profile `{profile}`, data `{data}`\n\n{table}\n")
     atomic_write_text(out_dir / "summary.json", json.dumps(
         {"profile": profile, "data": data, "results": [asdict(r) for r in results]}, indent=2))
     _write_index(results, out_dir, profile)
+    return table
+
+
+def _run(argv) -> int:
+    args = build_parser().parse_args(argv)
+    profile = args.profile or env_profile()
+    data = args.data or env_data_mode()
+    paths = notebook_paths(args.notebooks)
+    out_dir = _out_folder(args.out, paths)
+    results = []
+    for p in paths:
+        print(f"running {p.name} (profile {profile}, data {data}) ...", flush=True)
+        try:
+            r = execute_notebook(p, out_dir=out_dir, profile=profile, data=data)
+        except KeyboardInterrupt:
+            results.append(RunResult(p.name, "interrupted", 0.0, None, [], "stopped by Ctrl-C"))
+            _write_summary(results, out_dir, profile, data)
+            print(f"\nStopped by Ctrl-C during {p.name}; the summary of the notebooks run so "
+                  f"far is in {out_dir}/summary.md.", file=sys.stderr)
+            raise
+        print(f"  {r.status} in {r.seconds:.1f} s" + (f": {r.error}" if r.error else ""),
+              flush=True)
+        results.append(r)
+    table = _write_summary(results, out_dir, profile, data)
     print(f"\nExecuted notebooks in {out_dir}/notebooks, HTML in {out_dir}/html "
           f"(start at {out_dir}/index.html)\n")
     print(table)

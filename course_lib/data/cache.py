@@ -21,6 +21,7 @@ from course_lib.data.mvtec import (MVTEC_AD_CATEGORIES, MVTEC_AD_DOWNLOADS, down
                                    mvtec_cache_items, mvtec_hint)
 from course_lib.data.textures import (TEXTURES, build_texture_dataset, texture_cache_items,
                                       texture_settings)
+from course_lib.download import DiskFullError
 
 PREFETCH_ITEMS = ("mnist", "creditcard", "ecg", "textures")
 
@@ -62,7 +63,10 @@ def format_cache_table(items) -> str:
     return "\n".join(lines)
 
 
-def _advice(item: str) -> str:
+def _advice(item: str, exc: BaseException | None = None) -> str:
+    if isinstance(exc, DiskFullError):
+        return ("Free disk space and run prefetch again: what was downloaded and verified is "
+                "kept and is not downloaded again.")
     if item == "mnist":
         cached = mnist_cache_path()
         fix = (f"The cached file is not Keras' MNIST: delete {cached} and run prefetch --mnist "
@@ -144,7 +148,7 @@ def prefetch(items=PREFETCH_ITEMS, mvtec_categories=(), profile: Profile | str |
         except Exception as exc:  # noqa: BLE001 - report every failure, go on with the rest
             item = check()
             item.name, item.state = name, "failed"
-            item.hint = failure_hint(exc, _advice(key))
+            item.hint = failure_hint(exc, _advice(key, exc))
             results.append(item)
             print(f"    failed: {type(exc).__name__}", flush=True)
             return

@@ -3,17 +3,19 @@
 - :func:`online_or_embedded`: ``auto`` downloads and falls back to the embedded subset with one
   message saying why; ``online`` downloads or raises; ``offline`` never touches the network.
 - :func:`embedded_file`: a file shipped in ``data/``, its sha256 checked on every load.
-- :func:`check_file`: a file the user named exists and is a file (not a folder).
+- :func:`check_file`: a file the user named exists and is a file (not a folder);
+  :func:`refuse_zip`: and is not a ZIP archive that holds it.
 - :class:`CacheItem`: one dataset file or folder and its state, for ``python -m
   course_lib.data status`` and the doctor.
 """
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from course_lib.checks import DataError
+from course_lib.checks import DataError, quote
 from course_lib.config import DATA_DIR_ENV, data_dir
 from course_lib.download import sha256_file
 
@@ -32,6 +34,24 @@ def check_file(path, what: str, how_to_fix: str = "") -> Path:
     if not path.is_file():
         raise DataError(f"{what} {path} is not a regular file.{fix}")
     return path
+
+
+def refuse_zip(path: Path, what: str, how_to_fix: str = "") -> None:
+    """Raise a DataError if ``path`` is a ZIP archive (Kaggle's ``archive.zip``, say) given
+    where the file inside it is expected; the message names the archive's first files and says
+    to unzip it.  ``what`` names the file expected ("credit-card CSV")."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if not n.endswith("/")]
+    except (zipfile.BadZipFile, OSError, ValueError):  # a damaged archive: no listing
+        names = []
+    inside = (f" (it holds {', '.join(quote(n, 40) for n in names[:3])}"
+              f"{' ...' if len(names) > 3 else ''})" if names else "")
+    fix = f" {how_to_fix}" if how_to_fix else ""
+    raise DataError(f"{path} is a ZIP archive{inside}, not the {what} itself: unzip it first "
+                    f"(e.g. `unzip {path.name}`) and pass the file inside.{fix}")
 
 
 def embedded_file(filename: str, sha256: str, what: str) -> Path:

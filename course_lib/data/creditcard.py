@@ -27,7 +27,7 @@ import numpy as np
 from course_lib.checks import DataError, quote
 from course_lib.config import Profile, data_mode, get_profile, keras_dir
 from course_lib.data.common import (CacheItem, check_file, embedded_file, embedded_item,
-                                    online_or_embedded, path_size)
+                                    online_or_embedded, path_size, refuse_zip)
 from course_lib.download import check_hash, fetch_file
 from course_lib.sampling import seeded_subset
 
@@ -170,6 +170,15 @@ def _read_bytes(path: Path, name: str) -> bytes:
                         f"{_FORMAT}.") from exc
 
 
+def _lf_line_ends(raw: bytes) -> bytes:
+    """``raw`` with old-Mac line ends (a lone CR) turned into LF; LF and CRLF files are
+    returned as they are (no copy)."""
+    n_cr = raw.count(b"\r")
+    if n_cr and n_cr != raw.count(b"\r\n"):
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return raw
+
+
 def _header_fields(raw: bytes, name: str) -> list:
     end = raw.find(b"\n", 0, MAX_HEADER_BYTES + 1)
     if end < 0 and len(raw) > MAX_HEADER_BYTES:
@@ -236,6 +245,8 @@ def read_creditcard_csv(path, name: str | None = None):
     row with one more field (which pandas would silently turn into an index, shifting every
     column), a trailing comma, or a line of millions of fields is reported by its line number,
     within seconds.  Then :func:`check_creditcard_frame` checks the columns and values.
+    Lines may end in LF, CRLF or a lone CR (old Mac files); a ZIP archive (Kaggle's
+    ``archive.zip``) is refused with a message to unzip it.
 
     Used by ``load_creditcard(path=...)`` and ``python -m course_lib.bench creditcard``.
     """
@@ -243,7 +254,8 @@ def read_creditcard_csv(path, name: str | None = None):
 
     path = check_file(path, "Credit-card file", _FORMAT[0].upper() + _FORMAT[1:] + ".")
     name = name or str(path)
-    raw = _read_bytes(path, name)
+    refuse_zip(path, "credit-card CSV", "Kaggle's archive.zip holds creditcard.csv.")
+    raw = _lf_line_ends(_read_bytes(path, name))
     header = _header_fields(raw, name)
     if len(header) > 1 and not header[-1].strip():
         raise DataError(f"{name}: the header row ends with a comma (an unnamed last column); "

@@ -23,17 +23,18 @@ values: 0 stands for "abnormal, kind not given".
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from course_lib.checks import (DataError, check_class_labels, check_matrix, check_positive_int,
-                               quote)
+from course_lib.checks import (MAX_CLASS_LABEL, DataError, check_class_labels, check_matrix,
+                               check_positive_int, quote)
 from course_lib.config import data_mode, keras_dir
 from course_lib.data.common import (CacheItem, check_file, embedded_file, embedded_item,
-                                    online_or_embedded, path_size)
+                                    online_or_embedded, path_size, refuse_zip)
 from course_lib.download import atomic_write_text, check_hash, fetch_file
 
 #: Samples per ECG5000 beat.
@@ -51,13 +52,14 @@ ECG_EMBEDDED = "ecg5000_part.txt"
 ECG_EMBEDDED_SHA256 = "757f64e196a88aead68cf8c45cfd1d814b74b4541bafdcd538d3cd600603696d"
 #: The label of a normal beat in both conventions.
 NORMAL_LABEL = 1
-#: ECG5000's classes; 0 is TensorFlow's CSV's "abnormal" (the kind is not given there).
+#: ECG5000's classes, in the order of the UCR archive's description of the set (Normal,
+#: R-on-T PVC, PVC, SP or EB, UB); 0 is TensorFlow's CSV's "abnormal" (kind not given there).
 ECG5000_CLASSES = {
     0: "abnormal (kind not given)",
     1: "normal",
     2: "R-on-T premature ventricular contraction",
-    3: "supraventricular premature beat",
-    4: "premature ventricular contraction",
+    3: "premature ventricular contraction",
+    4: "supraventricular premature or ectopic beat",
     5: "unclassified beat",
 }
 LAYOUTS = ("auto", "label-first", "label-last")
@@ -127,11 +129,14 @@ def _read_text(path: Path, name: str) -> str:
 def _parse_rows(text: str, name: str) -> tuple[np.ndarray, list]:
     """All numbers of the file as a 2-D float64 array, and each row's line number.
 
-    A first line of names (a CSV header) is skipped; a line of another length, or a field
-    that is not a number, is named by its line number.
+    A first line of names, or of the column numbers 0, 1, 2, ... that pandas' ``to_csv``
+    writes (a CSV header), is skipped; a line of another length, or a field that is not a
+    number, is named by its line number.  Rows of fewer than 3 values are refused at the first
+    row (a long series of one value per line is not read to its end).
     """
     rows, line_numbers, header = [], [], False
-    for number, line in enumerate(text.splitlines(), start=1):
+    # a file object splits lazily (LF, CRLF or old-Mac CR line ends): no list of every line
+    for number, line in enumerate(io.StringIO(text, newline=None), start=1):
         line = line.strip()
         if not line:
             continue
@@ -145,18 +150,40 @@ def _parse_rows(text: str, name: str) -> tuple[np.ndarray, list]:
             bad = next(f for f in fields if not _is_number(f))
             raise DataError(f"{name}: line {number:,}: {quote(bad, 30)} is not a number; "
                             f"{_FORMAT}.") from None
-        if rows and len(values) != len(rows[0]):
+        if not rows and not header and _is_column_numbers(fields):
+            header = "numbers"
+            continue  # a header line of column numbers (pandas' to_csv of an unnamed frame)
+        if not rows:
+            _check_row_length(values, number, name)
+        elif len(values) != len(rows[0]):
             raise DataError(f"{name}: line {number:,} has {len(values):,} values but line "
                             f"{line_numbers[0]:,} has {len(rows[0]):,}: every row must be one "
                             f"beat of the same length plus its label (a cut or joined line?).")
         rows.append(values)
         line_numbers.append(number)
     if not rows:
-        what = "only one line, and not of numbers" if header else "it is empty"
+        what = ("only a header line of column numbers" if header == "numbers" else
+                "only one line, and not of numbers" if header else "it is empty")
         raise DataError(f"{name} holds no beats ({what}); {_FORMAT}.")
-    if len(rows[0]) < 3:
-        raise DataError(f"{name}: rows of {len(rows[0])} value(s) are not beats; {_FORMAT}.")
     return np.asarray(rows, dtype=np.float64), line_numbers
+
+
+def _is_column_numbers(fields: list) -> bool:
+    """``True`` for the fields ``0, 1, 2, ...``: pandas' header of column numbers, not a beat
+    (whose samples are not written as consecutive whole numbers from 0)."""
+    return fields == [str(i) for i in range(len(fields))]
+
+
+def _check_row_length(values: list, number: int, name: str) -> None:
+    """The first row must hold a label and at least 2 samples; one or two values per line is
+    a long series (a value, or a time and a value, per line), which is refused at once."""
+    if len(values) >= 3:
+        return
+    per_line = "one sample" if len(values) == 1 else "a time and a sample"
+    raise DataError(f"{name}: line {number:,} holds {len(values)} value(s), so the rows are not "
+                    f"beats: this looks like one long series, {per_line} per line. Cut it into "
+                    f"windows with course_lib.data.ecg.sliding_windows(series, length), label "
+                    f"them and save them with write_ecg_file(path, windows, labels).")
 
 
 def _is_number(text: str) -> bool:
@@ -167,16 +194,25 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def _is_whole(column: np.ndarray) -> bool:
+    return bool(np.all(column == np.round(column)))
+
+
 def _looks_like_labels(column: np.ndarray) -> bool:
-    return bool(np.all(column == np.round(column)) and column.min() >= 0)
+    return _is_whole(column) and column.min() >= 0 and column.max() <= MAX_CLASS_LABEL
 
 
 def _label_position(table: np.ndarray, layout: str, name: str) -> str:
+    """Where the label is: ``layout``, or for ``auto`` the end whose column holds class
+    numbers; failing that, the one end that holds whole numbers at all (negative or huge
+    labels are then refused by :func:`_check_labels`, naming the line)."""
     if layout not in LAYOUTS:
         raise DataError(f"layout must be one of {LAYOUTS}, got {quote(layout)}.")
     if layout != "auto":
         return layout
     first, last = _looks_like_labels(table[:, 0]), _looks_like_labels(table[:, -1])
+    if not (first or last):
+        first, last = _is_whole(table[:, 0]), _is_whole(table[:, -1])
     if first != last:
         return "label-first" if first else "label-last"
     which = "both the first and the last" if first else "neither the first nor the last"
@@ -194,7 +230,8 @@ def read_ecg_file(path, layout: str = "auto", length: int | None = None,
     path : str or Path
         A text file (optionally gzip-compressed), one beat per line: UCR text (values
         separated by spaces, label first) or CSV (commas, label last; a header line of
-        names is skipped).
+        names, or of the column numbers 0, 1, 2, ... that pandas' ``to_csv`` writes, is
+        skipped).  Lines may end in LF, CRLF or CR.
     layout : {"auto", "label-first", "label-last"}
         Where the label is; ``auto`` takes the end whose column holds whole numbers >= 0.
     length : int, optional
@@ -210,13 +247,16 @@ def read_ecg_file(path, layout: str = "auto", length: int | None = None,
     Raises
     ------
     DataError
-        Not a file (a folder, missing), not text, a field that is not a number, rows of
-        another length, NaN or infinite values, labels that are not whole numbers >= 0: the
-        message names the line and says what was expected.
+        Not a file (a folder, missing, a ZIP archive), not text, a field that is not a
+        number, rows of another length, rows of 1 or 2 values (a long series: use
+        :func:`sliding_windows`; refused at the first line), NaN or infinite values, labels
+        that are not class numbers (whole, 0 to ``MAX_CLASS_LABEL``): the message names the
+        line and says what was expected.
 
     Used by :func:`load_ecg` and ``python -m course_lib.bench ecg``.
     """
     path = check_file(path, "ECG file", _FORMAT[0].upper() + _FORMAT[1:] + ".")
+    refuse_zip(path, "ECG file")
     name = name or str(path)
     table, line_numbers = _parse_rows(_read_text(path, name), name)
     finite = np.isfinite(table)
@@ -230,8 +270,34 @@ def read_ecg_file(path, layout: str = "auto", length: int | None = None,
     if length is not None and x.shape[1] != length:
         raise DataError(f"{name}: beats of {x.shape[1]} samples (plus a label), expected "
                         f"{length} ({position.replace('-', ' ')}).")
-    y = check_class_labels(labels, len(labels), name=f"{name}: labels ({position})")
-    return x.astype(np.float32), y
+    return x.astype(np.float32), _check_labels(labels, line_numbers, name, position)
+
+
+def _check_labels(labels: np.ndarray, line_numbers: list, name: str,
+                  position: str) -> np.ndarray:
+    """Labels as int64 class numbers from 0 to ``MAX_CLASS_LABEL``; else a DataError that names
+    the first bad line and says what to do (recode -1, or the label is at the other end)."""
+    whole = labels == np.round(labels)
+    bad = ~whole | (labels < 0) | (labels > MAX_CLASS_LABEL)
+    if not bad.any():
+        return labels.astype(np.int64)
+    i = int(np.argmax(bad))
+    where = (f"{name}: line {line_numbers[i]:,}: label {labels[i]:g} "
+             f"({position.replace('-', ' ')})")
+    other = "label-last" if position == "label-first" else "label-first"
+    if not whole[i]:
+        raise DataError(f"{where} is not a whole number: labels are class numbers (1 = normal, "
+                        f"any other label abnormal). If the label is at the other end of the "
+                        f"line, pass layout={other!r} (bench: --layout {other}).")
+    if labels[i] < 0:
+        raise DataError(f"{where}: labels must be >= 0 (1 = normal, any other label abnormal). "
+                        f"If negative labels mark abnormal beats (1/-1, as scikit-learn's "
+                        f"outlier detectors write them), recode them, e.g. y[y < 0] = 0 "
+                        f"(0 = abnormal, kind not given).")
+    raise DataError(f"{where} is too large to be a class number (0 to {MAX_CLASS_LABEL:,}; "
+                    f"1 = normal): is that column samples rather than labels? If the label is "
+                    f"at the other end of the line, pass layout={other!r} (bench: --layout "
+                    f"{other}).")
 
 
 def write_ecg_file(path, x, y) -> Path:

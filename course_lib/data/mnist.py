@@ -62,13 +62,20 @@ def mnist_cache_path() -> Path:
 
 
 def _read_npz(path: Path, what: str, how_to_fix: str) -> dict:
+    """The arrays of an ``.npz`` file by name; a DataError for anything else (a single-array
+    ``.npy`` file, a damaged or pickled file), which says what it is and ``how_to_fix``."""
     path = check_file(path, what, how_to_fix)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+        # mmap_mode: a .npy file given by mistake is not read into memory just to be refused
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
+        if not isinstance(loaded, np.ndarray):
+            with loaded as f:
+                return {k: f[k] for k in f.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         raise DataError(f"{what} {path} is corrupted or not a NumPy .npz file "
                         f"({type(exc).__name__}: {quote(str(exc), 120)}). {how_to_fix}") from exc
+    raise DataError(f"{what} {path} is a .npy file holding one array ({loaded.dtype}, shape "
+                    f"{loaded.shape}), not an .npz file of named arrays. {how_to_fix}")
 
 
 def _digits(x, name: str) -> np.ndarray:

@@ -18,7 +18,8 @@ Three ways to get such a folder:
   built from scikit-image's CC0 texture photographs with synthetic defects;
 - your own images in the same layout (PNG or JPEG, grayscale or colour, any size).
 
-A mask pixel is a defect wherever it is not zero (masks saved as 0/255 or as 0/1 both work).
+A mask pixel is a defect where it is above half the mask's maximum (masks saved as 0/255 or
+as 0/1 both work; a JPEG mask's compression noise is not counted).
 """
 
 from __future__ import annotations
@@ -194,11 +195,35 @@ def _list_images(folder: Path) -> list:
     return sorted(p for p in folder.iterdir() if _is_image(p))
 
 
+def _pil_mode(path: Path):
+    """Pillow's mode of an image file ("L", "RGB", "CMYK", ...), or ``None`` if Pillow cannot
+    open it (scikit-image may still read it, e.g. a multi-channel float TIFF)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.mode
+    except Exception:  # noqa: BLE001 - any decoder error: let scikit-image try
+        return None
+
+
 def _read(path: Path) -> np.ndarray:
+    """An image file as an array of its own pixel type: (H, W) grey, or (H, W, C) with C = 2
+    (grey + alpha), 3 (RGB) or 4 (RGBA).
+
+    CMYK files (print JPEGs and TIFFs) are converted to RGB with Pillow: read as they are, their
+    four ink channels would pass for RGBA (a white page would read black).
+    """
     import skimage.io
 
     try:
-        arr = np.asarray(skimage.io.imread(path))
+        if _pil_mode(path) == "CMYK":
+            from PIL import Image
+
+            with Image.open(path) as img:
+                arr = np.asarray(img.convert("RGB"))
+        else:
+            arr = np.asarray(skimage.io.imread(path))
     except Exception as exc:  # noqa: BLE001 - any decoder error
         raise DataError(f"Could not read image {path} ({type(exc).__name__}: "
                         f"{quote(str(exc), 120)}). Replace or delete the file.") from exc
@@ -208,13 +233,44 @@ def _read(path: Path) -> np.ndarray:
     return arr
 
 
-def read_gray(path) -> np.ndarray:
-    """Any image file -> 2-D float64 grayscale in [0, 1] (colour by luminance, alpha ignored)."""
-    from skimage.color import rgb2gray
+def _unit_float(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Pixels as float64 in [0, 1]: uint8 divided by 255, uint16 by 65,535, bool as 0/1.
+
+    Float pixels must already lie in [0, 1]: a float TIFF of 0-255 or of raw sensor values is
+    refused, never clipped (that would give a flat white image).  Other integer types (signed,
+    32-bit) are refused too: their range cannot be told from the file.
+    """
     from skimage.util import img_as_float
 
+    if arr.dtype == bool or arr.dtype in (np.uint8, np.uint16):
+        return img_as_float(arr.astype(np.float64) if arr.dtype == bool else arr)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise DataError(f"{path}: pixels of type {arr.dtype} are not supported (their range "
+                        f"cannot be told). Save the image with 8- or 16-bit unsigned pixels "
+                        f"(e.g. PNG), or as float in [0, 1].")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise DataError(f"{path}: holds NaN or infinite pixel values; fix or delete the file.")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise DataError(f"{path}: float pixels must lie in [0, 1], found {lo:.4g} to {hi:.4g} "
+                        f"(clipping would flatten the image). Divide the set's images by one "
+                        f"shared maximum (e.g. 255 or 65,535) before saving them, or save them "
+                        f"with 8- or 16-bit unsigned pixels.")
+    return np.clip(arr, 0.0, 1.0)
+
+
+def read_gray(path) -> np.ndarray:
+    """Any image file -> 2-D float64 grayscale in [0, 1] (colour by luminance, alpha ignored).
+
+    Converted: CMYK to RGB (Pillow) and RGB to grey; uint8 and uint16 pixels to [0, 1].
+    Refused with a :class:`DataError`: float pixels outside [0, 1] (never clipped), pixel
+    types whose range is unknown (signed or 32-bit integers), files that cannot be decoded.
+    """
+    from skimage.color import rgb2gray
+
     path = Path(path)
-    arr = _read(path)
+    arr = _unit_float(_read(path), path)
     if arr.ndim == 3:
         channels = arr.shape[-1]
         if channels in (3, 4):
@@ -223,25 +279,30 @@ def read_gray(path) -> np.ndarray:
             arr = arr[..., 0]              # gray (+ alpha)
         else:
             raise DataError(f"{path}: expected 1 to 4 colour channels, got shape {arr.shape}.")
-    if arr.dtype == bool:
-        arr = arr.astype(np.float64)
-    try:
-        arr = img_as_float(arr)
-    except ValueError as exc:
-        raise DataError(f"{path}: unsupported pixel type {arr.dtype} ({exc}).") from exc
     return np.clip(arr, 0.0, 1.0)
 
 
 def read_mask(path) -> np.ndarray:
-    """A mask file -> 2-D bool: a pixel is a defect wherever any channel is not zero.
+    """A mask file -> 2-D bool: a pixel is a defect where its brightest colour channel (alpha
+    ignored; CMYK converted to RGB) is above half the mask's maximum.
 
-    So masks stored as 0/255 (MVTec AD) and as 0/1 (many other tools) both work.
+    So binary masks read exactly whether stored as 0/255 (MVTec AD) or as 0/1 (many other
+    tools), and a mask saved as JPEG does not count its compression noise (the faint halo
+    around each defect) as defect.  An all-zero mask is all good.  A mask of several defect
+    labels (1, 2, 3, ...) must be made binary first (``mask > 0``): labels below half of the
+    largest would be dropped.
     """
-    arr = _read(Path(path))
+    path = Path(path)
+    arr = _read(path)
     if arr.ndim == 3:
         arr = arr[..., :3] if arr.shape[-1] >= 3 else arr[..., :1]
         arr = arr.max(axis=-1)
-    return np.asarray(arr) != 0
+    arr = np.asarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise DataError(f"{path}: the mask holds NaN or infinite values; save it as a 0/255 "
+                        f"PNG.")
+    top = arr.max()
+    return arr > top / 2 if top > 0 else np.zeros(arr.shape, bool)
 
 
 def rescale_image(img: np.ndarray, scale: float) -> np.ndarray:
@@ -459,8 +520,10 @@ def _verified_archive(name: str, archive: Path, progress: bool) -> Path:
         part = archive.with_name(archive.name + ".part")
         resume = (f"Run again to resume the partial download ({part.stat().st_size:,} bytes "
                   f"in {part}), or: ") if part.is_file() else ""
+        why = (str(exc).rstrip(".") if isinstance(exc, DataError)  # ours: says what to do
+               else f"{type(exc).__name__}: {quote(str(exc), 200)}")
         raise DataError(f"Could not download MVTec AD {quote(name)} from {info['url']} "
-                        f"({type(exc).__name__}: {quote(str(exc), 200)}). {resume}"
+                        f"({why}). {resume}"
                         + manual_download_message(name, archive.parent.parent)) from exc
     return archive
 
@@ -500,13 +563,17 @@ def download_mvtec(category: str = "all", root=None, force: bool = False,
     ------
     DataError
         The download failed (with instructions to download by hand), the checksum differs,
-        the archive is unsafe or corrupted, or it lacks the category.
+        the archive is unsafe or corrupted, or it lacks the category; a file or a folder not
+        in MVTec layout already takes a category's place (checked before downloading; it is
+        never replaced); the disk filled up while unpacking (``DiskFullError``: the verified
+        archive is kept, so the next run does not download it again).
     """
     filename = archive_name(category)
     root = Path(root) if root is not None else mvtec_dir()
     wanted = MVTEC_AD_CATEGORIES if category == "all" else (category,)
     if not force and all((root / c / "train" / "good").is_dir() for c in wanted):
         return root
+    _check_no_blocking_folders(root, wanted, force)
     archive = root / ".downloads" / filename
     if force and archive.is_file():
         archive.unlink()
@@ -523,6 +590,33 @@ def download_mvtec(category: str = "all", root=None, force: bool = False,
 
 def _is_category(folder: Path) -> bool:
     return folder.is_dir() and not folder.name.startswith(".") and (folder / "train").is_dir()
+
+
+def _layout_problem(folder: Path) -> str:
+    """What keeps ``folder`` from being an MVTec AD category folder ("" if nothing does)."""
+    if folder.is_file():
+        return "it is a file, not a folder"
+    if (folder / "train" / "good").is_dir():
+        return ""
+    found = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    listing = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "") if found else "nothing"
+    return f"it has no train/good/ folder; it holds {listing}"
+
+
+def _check_no_blocking_folders(root: Path, wanted, force: bool) -> None:
+    """Refuse, before any download, when a wanted category's place in ``root`` is taken by
+    something the archive may not replace (a file, or a folder not in MVTec layout: unpacking
+    never touches what is not a category folder)."""
+    blocking = []
+    for c in wanted:
+        target = root / c
+        replaceable = force and _is_category(target)
+        if target.exists() and not replaceable and _layout_problem(target):
+            blocking.append(f"{target} ({_layout_problem(target)})")
+    if blocking:
+        raise DataError(f"{'; '.join(blocking)}: not an MVTec AD category folder, so it is left "
+                        f"untouched and the category cannot be unpacked there. Move it away "
+                        f"(or delete it if you do not need it) and run again.")
 
 
 def _category_folders(base: Path, max_wrappers: int = 3) -> list:
@@ -627,6 +721,7 @@ def load_mvtec(category: str, scale: float = 1.0, max_side: int | None = None, r
                         f"{list(MVTEC_AD_CATEGORIES)}.")
     root = Path(root) if root is not None else mvtec_dir()
     if not (root / category / "train" / "good").is_dir():
+        _check_no_blocking_folders(root, (category,), force=False)
         if not download or data_mode() == "offline":
             why = " (COURSE_DATA=offline: no download)" if download else ""
             raise DataError(f"MVTec AD '{category}' not found in {root}{why}. "

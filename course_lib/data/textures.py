@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -25,6 +26,7 @@ from course_lib.checks import DataError, check_positive_int, quote
 from course_lib.config import Profile, cache_dir, get_profile
 from course_lib.data.common import CacheItem, path_size
 from course_lib.data.mvtec import MVTecData, load_mvtec_folder
+from course_lib.download import sha256_file
 
 TEXTURES = ("brick", "grass", "gravel")
 DEFECT_KINDS = ("scratch", "hole", "stain", "crack", "particle", "contrast")
@@ -246,8 +248,10 @@ def build_texture_dataset(root=None, size: int = 128, n_train: int = 200,
     ``ground_truth/<kind>/<name>_mask.png`` of every pixel the defect changed.
 
     The same settings always give byte-identical files.  The folder is built in a temporary
-    folder and renamed into place, so it is either complete or absent; a later call with the
-    same settings finds it and returns at once.
+    folder and renamed into place, so it is either complete or absent; its ``manifest.json``
+    lists the sha256 of every file.  A later call with the same settings finds it, checks
+    every file (:func:`texture_damage`: none missing, changed or added) and returns it; a
+    damaged set is rebuilt when it is in the cache (``root=None``), else refused.
 
     Parameters
     ----------
@@ -279,25 +283,32 @@ def build_texture_dataset(root=None, size: int = 128, n_train: int = 200,
     """
     s = _texture_settings(size, n_train, n_test_good, n_test_defect, seed, textures,
                           crop_size)
+    in_cache = root is None
     root = Path(root) if root is not None else default_texture_root(s)
     manifest = root / "manifest.json"
     if root.exists() and not overwrite:
-        try:
-            found = json.loads(manifest.read_text())["settings"]
-        except (OSError, ValueError, KeyError, TypeError):
-            found = None
+        found = _manifest(root).get("settings")
         if found == s:
-            return root
-        raise DataError(f"{root} already exists but is not a texture dataset with these "
-                        f"settings ({'settings ' + str(found) if found else 'no manifest.json'})."
-                        f" Choose another root, or pass overwrite=True to rebuild it.")
+            damage = texture_damage(root)
+            if not damage:
+                return root
+            if not in_cache:
+                raise DataError(f"The texture set {root} fails its check: {damage}. Pass "
+                                f"overwrite=True to rebuild it (the same settings give the "
+                                f"same files).")
+            print(f"Note: the cached texture set {root} fails its check ({damage}); "
+                  f"rebuilding it.", file=sys.stderr, flush=True)
+        else:
+            raise DataError(f"{root} already exists but is not a texture dataset with these "
+                            f"settings ({'settings ' + str(found) if found else 'no manifest.json'}"
+                            f"). Choose another root, or pass overwrite=True to rebuild it.")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
         counts = {name: _build_one_texture(tmp, name, TEXTURES.index(name), s)
                   for name in s["textures"]}
         (tmp / "manifest.json").write_text(json.dumps({
-            "settings": s, "images_per_texture": counts,
+            "settings": s, "images_per_texture": counts, "files": _file_hashes(tmp),
             "source": "scikit-image texture photographs skimage.data.brick(), grass(), "
                       "gravel() (CC0); synthetic defects by course_lib.data.textures"},
             indent=1, sort_keys=True) + "\n")
@@ -315,6 +326,40 @@ def build_texture_dataset(root=None, size: int = 128, n_train: int = 200,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def _file_hashes(root: Path) -> dict:
+    """``{relative path: sha256}`` of every file below ``root`` but ``manifest.json``."""
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "manifest.json"}
+
+
+def _manifest(root: Path) -> dict:
+    """The folder's ``manifest.json`` as a dict ({} if missing or unreadable)."""
+    try:
+        found = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def texture_damage(root) -> str:
+    """What is wrong with the files of a built texture set ("" if nothing): every file listed
+    in its ``manifest.json`` must be there with its sha256, and no other file may be (an
+    extra image would be loaded as if it belonged).  A set built before the manifest listed
+    its files cannot be checked, and counts as damaged (rebuilding takes seconds)."""
+    root = Path(root)
+    listed = _manifest(root).get("files")
+    if not isinstance(listed, dict) or not listed:
+        return "its manifest.json lists no files (built by an older course_lib)"
+    found = _file_hashes(root)
+    missing = sorted(set(listed) - set(found))
+    changed = sorted(n for n in set(listed) & set(found) if found[n] != listed[n])
+    extra = sorted(set(found) - set(listed))
+    problems = [f"{len(names)} file(s) {what}, e.g. {names[0]}"
+                for names, what in ((missing, "missing"), (changed, "changed"),
+                                    (extra, "not built by it")) if names]
+    return "; ".join(problems)
 
 
 def texture_settings(profile: Profile | str | None = None) -> dict:
@@ -365,7 +410,8 @@ def load_textures(texture: str = "brick", profile: Profile | str | None = None, 
 
 # --------------------------------------------------------------------------- cache status
 def texture_cache_items(profile: Profile | str | None = None) -> list:
-    """The texture sets of ``profile`` as :class:`CacheItem` (manifest checked; no network)."""
+    """The texture sets of ``profile`` as :class:`CacheItem`: the manifest's settings, and
+    every file against the sha256 the manifest lists (:func:`texture_damage`); no network."""
     prof = get_profile(profile)
     kw = texture_settings(prof)
     items = []
@@ -376,19 +422,19 @@ def texture_cache_items(profile: Profile | str | None = None) -> list:
         name = f"Texture '{texture}' ({prof.name}, {settings['size']}px)"
         hint = ("python -m course_lib.data prefetch --textures (offline, a few seconds; "
                 "else it is built on first use)")
+        rebuild = ("python -m course_lib.data prefetch --textures rebuilds it (offline, a few "
+                   "seconds; so does the next notebook that loads it)")
         if not root.is_dir():
             items.append(CacheItem(name, "built", "missing", root, hint=hint))
             continue
-        try:
-            found = json.loads((root / "manifest.json").read_text())["settings"]
-        except (OSError, ValueError, KeyError, TypeError):
-            found = None
-        if found != settings:
+        if _manifest(root).get("settings") != settings:
             items.append(CacheItem(name, "built", "corrupted", root, path_size(root),
                                    detail="manifest.json missing or different",
                                    hint=f"Delete {root} and run python -m course_lib.data "
                                         f"prefetch --textures."))
-        else:
-            items.append(CacheItem(name, "built", "OK", root, path_size(root),
-                                   detail="manifest matches"))
+            continue
+        damage = texture_damage(root)
+        items.append(CacheItem(name, "built", "corrupted" if damage else "OK", root,
+                               path_size(root), detail=damage or "every file matches its sha256",
+                               hint=rebuild if damage else ""))
     return items
