@@ -166,8 +166,9 @@ def download_resumable(url: str, dest, expected_size: int | None = None,
     not the size is known: a login page served with its own Content-Length has the "right"
     size.  An incomplete file stays ``.part`` for the next attempt (so does one that fails its
     hash or ``verify`` when its size is unknown: it may just be cut short); a file of the known
-    size with a wrong hash or that fails ``verify``, one with too many bytes, or one that fails
-    while the server has nothing more to send (HTTP 416) is moved aside to ``.corrupt``.
+    size with a wrong hash or that fails ``verify``, one with too many bytes, one that fails
+    while the server has nothing more to send (HTTP 416), and a web page (a login page) of
+    any size are moved aside to ``.corrupt``; a ``.part`` that is a web page is never resumed.
 
     Raises
     ------
@@ -183,6 +184,8 @@ def download_resumable(url: str, dest, expected_size: int | None = None,
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    if part.is_file() and _looks_like_html(part):
+        part.unlink()  # a login page kept by an earlier attempt: never resume onto it
     start = part.stat().st_size if part.is_file() else 0
     # identity: byte ranges and sizes refer to the file itself, never to a compressed transfer
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity",
@@ -221,7 +224,8 @@ def download_resumable(url: str, dest, expected_size: int | None = None,
                         f"expected; moved it to {bad}. Run again to download it afresh.")
     if sha256:
         digest = sha256_file(part)
-        if digest != sha256.lower() and total is None and not complete:
+        if digest != sha256.lower() and total is None and not complete \
+                and not _looks_like_html(part):
             raise DataError(f"download of {url} has sha256 {digest[:16]}..., expected "
                             f"{sha256[:16]}...: incomplete (the server gave no size) or "
                             f"damaged; kept as {part}: run again to resume (delete it to start "
@@ -229,9 +233,11 @@ def download_resumable(url: str, dest, expected_size: int | None = None,
         if digest != sha256.lower():
             bad = part.with_name(dest.name + ".corrupt")
             os.replace(part, bad)
+            what = (_WEB_PAGE if _looks_like_html(bad) else
+                    "corrupted or a different release")
             raise DataError(f"{dest.name} has sha256 {digest[:16]}..., expected "
-                            f"{sha256[:16]}... (corrupted or a different release); moved it "
-                            f"to {bad}. Run again to download it afresh.")
+                            f"{sha256[:16]}... ({what}); moved it to {bad}. Run again to "
+                            f"download it afresh.")
     elif verify is not None:
         _verify_part(url, part, dest, verify, whole=complete or total is not None)
     elif total is None:
@@ -245,21 +251,26 @@ def _verify_part(url: str, part: Path, dest: Path, verify, whole: bool) -> None:
     """Run ``verify(part)``.  A failure of a file known to be whole (it has the size the server
     announced, or the server has nothing more to send) is moved aside to ``.corrupt``:
     resuming cannot repair it (a login page of a venue's Wi-Fi served in place of the file
-    is such a case); otherwise it stays ``.part`` to be resumed."""
+    is such a case), and so is a web page of any size; otherwise it stays ``.part`` to be
+    resumed."""
     try:
         verify(part)
     except (DataError, OSError, EOFError) as exc:
-        if whole:
+        if whole or _looks_like_html(part):  # resuming cannot turn a web page into the file
             bad = part.with_name(dest.name + ".corrupt")
             os.replace(part, bad)
-            what = ("is a web page, not the file: if this network has a login page (hotel, "
-                    "venue or captive Wi-Fi), log in first" if _looks_like_html(bad) else
+            what = (f"is a web page, not the file ({_WEB_PAGE})" if _looks_like_html(bad) else
                     f"is damaged or not the file expected ({quote(str(exc), 200)})")
             raise DataError(f"download of {url} {what}; moved it to {bad}. Run again to "
                             f"download it afresh.") from exc
         raise DataError(f"download of {url} is incomplete or damaged "
                         f"({quote(str(exc), 200)}); kept as {part}: run again to "
                         f"resume.") from exc
+
+
+#: What a web page in place of a download usually means.
+_WEB_PAGE = ("if this network has a login page (hotel, venue or captive Wi-Fi), log in "
+             "first")
 
 
 def _looks_like_html(path: Path) -> bool:

@@ -310,6 +310,12 @@ def _bad_inputs(tmp_path):
                  "ground_truth/crack/0_mask.png"):
         skimage.io.imsave(root / "few" / name, np.full((16, 16), 255, np.uint8),
                           check_contrast=False)
+    for sub in ("train/good", "test/good", "test/crack", "ground_truth/crack"):
+        (root / "tiny" / sub).mkdir(parents=True)
+    for name in ("train/good/0.png", "train/good/1.png", "train/good/2.png", "train/good/3.png",
+                 "test/good/0.png", "test/crack/0.png", "ground_truth/crack/0_mask.png"):
+        skimage.io.imsave(root / "tiny" / name, np.full((8, 8), 255, np.uint8),
+                          check_contrast=False)
     mv = ["--root", str(root), "--category"]
     argvs = [["creditcard", "--csv", str(bad_csv)],
              ["creditcard", "--csv", str(no_fraud)],
@@ -319,7 +325,8 @@ def _bad_inputs(tmp_path):
              ["mvtec", *mv, "few", "--patch-size", "16", "--stride", "32"],
              ["mvtec-baseline", *mv, "few", "--method", "variation"],
              ["mvtec-dictionary", *mv, "few"],
-             ["mvtec-knn", *mv, "few", "--backbone", "pretrained"]]
+             ["mvtec-knn", *mv, "few", "--backbone", "pretrained"],
+             ["mvtec-knn", *mv, "tiny", "--backbone", "random"]]
     return argvs, json.dumps(argvs)
 
 
@@ -336,10 +343,11 @@ def test_bad_input_is_found_before_tensorflow_loads(tmp_path):
                               "COURSE_DATA": "offline"})
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["codes"] == [1, 1, 1, 1, 1, 2, 1, 1, 1], out.stderr
+    assert result["codes"] == [1, 1, 1, 1, 1, 2, 1, 1, 1, 1], out.stderr
     assert result["heavy"] == [], f"loaded {result['heavy']} before finding bad input"
     assert "Traceback" not in out.stderr
     for words in ("missing column", "no frauds", "only 0 training images of digit 7",
                   "'nosuch' not found", "only 2 defect-free training image(s)",
-                  "--stride 32 is larger than --patch-size 16", "--backbone learned"):
+                  "--stride 32 is larger than --patch-size 16", "--backbone learned",
+                  "pixels on its short side after scaling: the models need at least 16"):
         assert words in out.stderr, (words, out.stderr[-3000:])

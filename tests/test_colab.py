@@ -239,6 +239,12 @@ def test_command_line_usage_errors_are_one_line(capsys):
     ("{}", "is JSON but not a notebook"),
     ("[]", "is JSON but not a notebook"),
     ('{"cells": [1, 2]}', "is JSON but not a notebook"),
+    ('{"cells": []}', "no integer nbformat version"),
+    ('{"cells": [{"metadata": null}], "nbformat": 4}', "cell 0 is not an object with a cell_type"),
+    ('{"cells": [{"cell_type": "code", "metadata": null}], "nbformat": 4}', "cell 0 has metadata"),
+    ('{"cells": [{"cell_type": "code", "metadata": {"tags": null}}], "nbformat": 4}',
+     "list of string tags"),
+    ('{"cells": [{"cell_type": "code", "source": 3}], "nbformat": 4}', "cell 0 has a source"),
     ("{ not json", "is not valid JSON"),
 ])
 def test_a_broken_notebook_is_named_and_nothing_is_written(tmp_path, monkeypatch, capsys,

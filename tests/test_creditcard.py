@@ -425,19 +425,31 @@ def test_tabular_rejects_bad_arguments(kwargs):
         build_tabular_autoencoder(**kwargs)
 
 
+@pytest.fixture(scope="module")
+def run(sample):
+    """One fast-profile experiment on the embedded sample, shared by the slow tests:
+    ``(result, details)``."""
+    from course_lib.experiments.creditcard import creditcard_experiment
+
+    return creditcard_experiment(sample, profile="fast", return_details=True)
+
+
 @pytest.mark.slow
-def test_trained_tabular_autoencoder_beats_untrained(sample):
+def test_trained_tabular_autoencoder_beats_untrained(run):
+    """The experiment's autoencoder (``train_tabular_autoencoder`` on the seed-0 split's
+    normals) against the same network untrained."""
     from course_lib.config import set_seed
-    from course_lib.experiments.creditcard import train_tabular_autoencoder
     from course_lib.metrics import anomaly_scores
     from course_lib.models import build_tabular_autoencoder
 
-    split = split_creditcard(sample, seed=0)
+    result, details = run
+    split, ae = details["split"], details["autoencoder"]
+    history = ae.history     # what fit returned
+    assert result["epochs"] == len(history.history["loss"]) and result["seed"] == 0
     normal_test = split.x_test[split.y_test == 0]
     set_seed(0)
     untrained, _, _ = build_tabular_autoencoder()
     before = anomaly_scores(untrained, normal_test).mean()
-    ae, history = train_tabular_autoencoder(split.x_train, split.x_val, "fast", seed=0)
     after = anomaly_scores(ae, normal_test).mean()
     # also beat the best constant guess, the training mean (zero after standardising)
     constant = np.mean(normal_test.astype(np.float64) ** 2, axis=1).mean()
@@ -448,12 +460,10 @@ def test_trained_tabular_autoencoder_beats_untrained(sample):
 
 
 @pytest.mark.slow
-def test_creditcard_experiment_details_are_the_run_behind_its_numbers(sample):
+def test_creditcard_experiment_details_are_the_run_behind_its_numbers(run):
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from course_lib.experiments.creditcard import creditcard_experiment
-
-    result, details = creditcard_experiment(sample, profile="fast", return_details=True)
+    result, details = run
     for key in ("auroc", "auprc", "baseline_iforest_auroc", "baseline_iforest_auprc",
                 "baseline_pca_auroc", "n_train", "n_val", "n_test", "n_fraud", "seconds",
                 "profile"):  # the fields `bench creditcard` prints as JSON

@@ -210,7 +210,8 @@ def test_resnet50_spec_points_at_keras_own_weights():
 @pytest.fixture(scope="module")
 def learned(images):
     """A backbone learned from the good images: the first stage of a tiny patch autoencoder
-    trained for one epoch (trained weights are not needed to check the mechanics)."""
+    trained for one epoch (trained weights are not needed to check the mechanics), eagerly:
+    tracing the training step would take longer than its two steps."""
     import keras
 
     from course_lib.images import random_patches
@@ -219,6 +220,7 @@ def learned(images):
     keras.utils.set_random_seed(0)
     autoencoder, _, _ = build_mvtec_autoencoder(16, "l2")
     patches = random_patches(images, 64, 16)
+    autoencoder.run_eagerly = True
     autoencoder.fit(patches, patches, epochs=1, batch_size=32, verbose=0)
     return autoencoder, F.learned_backbone(autoencoder, images[:4], seed=0), MVTEC_FILTERS[0]
 

@@ -305,6 +305,17 @@ def test_to_float_reads_bool_as_one_and_refuses_ambiguous_integers():
 
 
 # --------------------------------------------------------------------------- .npy for .npz
+def test_a_file_that_is_no_numpy_file_never_advises_allow_pickle(tmp_path):
+    """numpy's message for a text file says to pass allow_pickle=True "if you trust the file",
+    which would run code from it: the course says what the file is not instead."""
+    path = tmp_path / "digits.npz"
+    path.write_text("x,y\n1,2\n")
+    with pytest.raises(DataError, match=r"digits.npz is corrupted or not a NumPy .npz file\.") \
+            as info:
+        load_npz_images(path)
+    assert "pickle" not in str(info.value)
+
+
 def test_a_npy_file_is_refused_with_how_to_save_an_npz(tmp_path, capsys):
     """A single-array .npy where an .npz of x and y is expected: a DataError (not a TypeError
     traceback) that says what the file is and how to save an .npz; the bench exits 1."""

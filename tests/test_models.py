@@ -78,8 +78,12 @@ def test_outputs_are_valid_pixels(digits):
     assert out.shape == (16, 784) and out.min() >= 0.0 and out.max() <= 1.0
 
 
-@pytest.mark.parametrize("kind", ["dense", "conv", "transpose"])
-def test_a_trained_autoencoder_beats_an_untrained_one(digits, kind):
+# The dense network learns slowest: 1000 images x 4 epochs; the convolutional ones, slower per
+# step, beat both bars by far after 512 x 3 (seeds 0-2: at most 0.21 of the untrained error
+# and 0.71 of the mean image's).
+@pytest.mark.parametrize("kind, n_train, epochs", [("dense", 1000, 4), ("conv", 512, 3),
+                                                   ("transpose", 512, 3)])
+def test_a_trained_autoencoder_beats_an_untrained_one(digits, kind, n_train, epochs):
     set_seed(0)
     if kind == "dense":
         ae, _, _ = build_dense_autoencoder(code_size=32)
@@ -90,9 +94,11 @@ def test_a_trained_autoencoder_beats_an_untrained_one(digits, kind):
     else:
         ae, _, _ = build_transpose_autoencoder(filters=(8, 16))
         x, xt = add_channel(digits.x_train), add_channel(digits.x_test)
-    before = reconstruction_error(xt, ae.predict(xt, verbose=0)).mean()
-    ae.fit(x, x, epochs=4, batch_size=32, verbose=0)
-    after = reconstruction_error(xt, ae.predict(xt, verbose=0)).mean()
+    x = x[:n_train]
+    # called directly, not with predict: no prediction step to trace
+    before = reconstruction_error(xt, np.asarray(ae(xt, training=False))).mean()
+    ae.fit(x, x, epochs=epochs, batch_size=32, verbose=0)
+    after = reconstruction_error(xt, np.asarray(ae(xt, training=False))).mean()
     # also beat the best constant guess (the mean training image)
     mean_image = reconstruction_error(xt, np.broadcast_to(x.mean(0), xt.shape)).mean()
     assert after < 0.7 * before, (before, after)

@@ -176,6 +176,11 @@ def image_profile(args):
     return profile
 
 
+#: The shortest image side the MVTec commands accept: one patch of the autoencoder (three 2x
+#: poolings) and a few feature cells (the backbones' stride is 8).
+MIN_IMAGE_SIDE = 16
+
+
 def check_category(data) -> None:
     """What every MVTec experiment needs of a loaded category, checked before Keras loads: 4
     good training images (2 to train on, 2 for the threshold), good and defective test images,
@@ -193,6 +198,11 @@ def check_category(data) -> None:
         raise DataError(f"every defective test image of {where} has an empty mask: pixel "
                         f"metrics need masks that mark the defects (a mask pixel is a defect "
                         f"wherever it is not 0).")
+    side = min(min(img.shape[:2]) for img in [*data.x_train, *data.x_test])
+    if side < MIN_IMAGE_SIDE:
+        raise DataError(f"the smallest image of {where} is {side} pixels on its short side "
+                        f"after scaling: the models need at least {MIN_IMAGE_SIDE}. Use a "
+                        f"larger --scale or --max-side.")
 
 
 def _load_category(args):
@@ -363,11 +373,14 @@ def benchmark_table(results: dict, info: dict, data: str = "offline") -> str:
     return "\n".join([meta, "", head, sep] + rows)
 
 
+BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
+_BENCH_BLOCK = re.compile(re.escape(BENCH_START) + r".*?" + re.escape(BENCH_END), re.S)
+
+
 def replace_between_markers(path: Path, text: str) -> bool:
     """Put ``text`` between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` in ``path``."""
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    start, end, pattern = BENCH_START, BENCH_END, _BENCH_BLOCK
     content = path.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if not pattern.search(content):
         return False
     atomic_write_text(path, pattern.sub(lambda _: f"{start}\n{text}\n{end}", content))
@@ -381,6 +394,15 @@ def _check_notebook_outputs(args, paths) -> None:
         if target is not None:
             check_writable_folder(Path(target).parent, option)
             refuse_overwriting([target], paths, option)
+    if args.readme is not None:
+        try:
+            text = Path(args.readme).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--readme: cannot read {args.readme} ({exc}).") from None
+        if not _BENCH_BLOCK.search(text):
+            raise UsageError(f"--readme: {args.readme} has no {BENCH_START} ... {BENCH_END} "
+                             f"block to put the table in; add the two lines where the table "
+                             f"belongs (or leave out --readme), then run again.")
 
 
 def _run_notebooks(args, paths) -> dict:

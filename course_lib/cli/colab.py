@@ -147,12 +147,34 @@ def _read_notebook(raw: str, name: str) -> dict:
     except ValueError as exc:
         raise DataError(f"{name} is not valid JSON ({exc}); restore it (git checkout -- "
                         f"{name}) or repair it, then run again.") from None
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) or \
-            not all(isinstance(c, dict) for c in nb["cells"]):
-        raise DataError(f"{name} is JSON but not a notebook (expected an object with a list of "
-                        f"cells); restore it (git checkout -- {name}) or remove it, then run "
-                        f"again.")
+    problem = _notebook_problem(nb)
+    if problem:
+        raise DataError(f"{name} is JSON but not a notebook ({problem}); restore it (git "
+                        f"checkout -- {name}) or remove it, then run again.")
     return nb
+
+
+def _notebook_problem(nb) -> str:
+    """What keeps the JSON value ``nb`` from being a notebook this tool can edit ("" if
+    nothing): an object with an integer ``nbformat`` and a list of cells, each an object with
+    a ``cell_type``, optional object ``metadata`` with an optional list of string ``tags``, and
+    a ``source`` that is a string or a list of strings."""
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        return "expected an object with a list of cells"
+    if not isinstance(nb.get("nbformat"), int) or isinstance(nb.get("nbformat"), bool):
+        return "no integer nbformat version"
+    for i, cell in enumerate(nb["cells"]):
+        if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
+            return f"cell {i} is not an object with a cell_type"
+        meta = cell.get("metadata", {})
+        tags = meta.get("tags", []) if isinstance(meta, dict) else None
+        if not isinstance(tags, list) or not all(isinstance(x, str) for x in tags):
+            return f"cell {i} has metadata that is not an object with a list of string tags"
+        source = cell.get("source", "")
+        if not isinstance(source, (str, list)) or \
+                (isinstance(source, list) and not all(isinstance(x, str) for x in source)):
+            return f"cell {i} has a source that is neither text nor a list of lines"
+    return ""
 
 
 def _synced_notebook(raw: str, source: str, name: str = "notebook") -> str:

@@ -130,7 +130,9 @@ def _parse_rows(text: str, name: str) -> tuple[np.ndarray, list]:
     """All numbers of the file as a 2-D float64 array, and each row's line number.
 
     A first line of names, or of the column numbers 0, 1, 2, ... that pandas' ``to_csv``
-    writes (a CSV header), is skipped; a line of another length, or a field that is not a
+    writes (a CSV header), is skipped; that header repeated further down (files joined, or
+    appended with ``mode="a"``) and pandas' header with a row index are refused; a line of
+    another length, or a field that is not a
     number, is named by its line number.  Rows of fewer than 3 values are refused at the first
     row (a long series of one value per line is not read to its end).
     """
@@ -141,6 +143,12 @@ def _parse_rows(text: str, name: str) -> tuple[np.ndarray, list]:
         if not line:
             continue
         fields = [f.strip() for f in line.split(",")] if "," in line else line.split()
+        if not rows and fields[0] == "" and _is_column_numbers(fields[1:]):
+            raise DataError(f"{name}: line {number:,} is the header of a CSV written with "
+                            f"pandas' row index (to_csv's default index=True), so every row "
+                            f"starts with its row number, which is not part of a beat. Write "
+                            f"the file with to_csv(path, index=False), or drop the first "
+                            f"column.")
         try:
             values = [float(f) for f in fields]
         except ValueError:
@@ -150,7 +158,13 @@ def _parse_rows(text: str, name: str) -> tuple[np.ndarray, list]:
             bad = next(f for f in fields if not _is_number(f))
             raise DataError(f"{name}: line {number:,}: {quote(bad, 30)} is not a number; "
                             f"{_FORMAT}.") from None
-        if not rows and not header and _is_column_numbers(fields):
+        if _is_column_numbers(fields):
+            if rows or header:  # a beat is never 0, 1, 2, ...: a second header, not data
+                raise DataError(f"{name}: line {number:,} repeats a header line of column "
+                                f"numbers 0, 1, 2, ...: the file looks like several CSV files "
+                                f"joined, or written with to_csv(mode='a'), which writes the "
+                                f"header each time. Delete the repeated header lines (or "
+                                f"write the later parts with header=False).")
             header = "numbers"
             continue  # a header line of column numbers (pandas' to_csv of an unnamed frame)
         if not rows:

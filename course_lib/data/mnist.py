@@ -72,8 +72,12 @@ def _read_npz(path: Path, what: str, how_to_fix: str) -> dict:
             with loaded as f:
                 return {k: f[k] for k in f.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise DataError(f"{what} {path} is corrupted or not a NumPy .npz file "
-                        f"({type(exc).__name__}: {quote(str(exc), 120)}). {how_to_fix}") from exc
+        # numpy's own message for a file that is no NumPy file at all advises allow_pickle,
+        # which would run code from the file: never pass that on
+        why = ("" if "allow_pickle" in str(exc) else
+               f" ({type(exc).__name__}: {quote(str(exc), 120)})")
+        raise DataError(f"{what} {path} is corrupted or not a NumPy .npz file{why}. "
+                        f"{how_to_fix}") from exc
     raise DataError(f"{what} {path} is a .npy file holding one array ({loaded.dtype}, shape "
                     f"{loaded.shape}), not an .npz file of named arrays. {how_to_fix}")
 

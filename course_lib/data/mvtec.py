@@ -18,8 +18,9 @@ Three ways to get such a folder:
   built from scikit-image's CC0 texture photographs with synthetic defects;
 - your own images in the same layout (PNG or JPEG, grayscale or colour, any size).
 
-A mask pixel is a defect where it is above half the mask's maximum (masks saved as 0/255 or
-as 0/1 both work; a JPEG mask's compression noise is not counted).
+A mask pixel is a defect wherever it is not zero (masks saved as 0/255, as 0/1 or as labels
+1, 2, 3, ... all work); in a JPEG mask, where it is above half the mask's maximum (compression
+noise is not counted).
 """
 
 from __future__ import annotations
@@ -282,15 +283,26 @@ def read_gray(path) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
+def _is_jpeg(path: Path) -> bool:
+    """``True`` for a JPEG file (lossy: its pixel values carry compression noise)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.format in ("JPEG", "MPO")
+    except Exception:  # noqa: BLE001 - not something Pillow reads: not a JPEG
+        return False
+
+
 def read_mask(path) -> np.ndarray:
     """A mask file -> 2-D bool: a pixel is a defect where its brightest colour channel (alpha
-    ignored; CMYK converted to RGB) is above half the mask's maximum.
+    ignored; CMYK converted to RGB) is not zero, or, in a JPEG file, above half the mask's
+    maximum.
 
-    So binary masks read exactly whether stored as 0/255 (MVTec AD) or as 0/1 (many other
-    tools), and a mask saved as JPEG does not count its compression noise (the faint halo
-    around each defect) as defect.  An all-zero mask is all good.  A mask of several defect
-    labels (1, 2, 3, ...) must be made binary first (``mask > 0``): labels below half of the
-    largest would be dropped.
+    So masks read exactly whether stored as 0/255 (MVTec AD), as 0/1 (many other tools) or
+    as defect labels 1, 2, 3, ... in a lossless file (PNG, TIFF, BMP), and a mask saved as
+    JPEG does not count its compression noise (the faint halo around each defect) as defect.
+    An all-zero mask is all good.
     """
     path = Path(path)
     arr = _read(path)
@@ -301,6 +313,8 @@ def read_mask(path) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise DataError(f"{path}: the mask holds NaN or infinite values; save it as a 0/255 "
                         f"PNG.")
+    if not _is_jpeg(path):
+        return arr != 0
     top = arr.max()
     return arr > top / 2 if top > 0 else np.zeros(arr.shape, bool)
 
