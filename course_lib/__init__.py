@@ -6,9 +6,11 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``config``        profiles (``COURSE_PROFILE``), data mode (``COURSE_DATA``), seeds, folders
 - ``checks``        the one ``DataError`` and every input validator
 - ``sampling``      seeded subsets and splits
+- ``results``       results a notebook keeps for a later one (JSON in the cache folder)
 - ``download``      network probe, verified downloads, resumable downloads, safe extraction
 - ``data.*``        one loader per dataset (``mnist``, ``creditcard``, ``mvtec``, ``textures``,
-                    ``kolektor``, ``ecg``) and ``data.cache`` (what is cached; prefetch)
+                    ``kolektor``, ``bottle``, ``ecg``) and ``data.cache`` (what is cached;
+                    prefetch)
 - ``images``        image batches for models: scaling, flattening, channel axis, noise, flips
 - ``metrics``       reconstruction errors, anomaly scores, thresholds, evaluation
 - ``ssim``          the SSIM map and loss (Keras)

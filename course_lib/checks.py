@@ -91,6 +91,11 @@ def check_fraction(name: str, value, allow_zero: bool = False, allow_one: bool =
 
 
 # --------------------------------------------------------------------------- images
+#: What to do with colour images given to a step that works on grey ones.
+GREY_HINT = ("This step works on grayscale images: load them in grey (the MVTec loaders' "
+             "default, color=False) or convert them with skimage.color.rgb2gray.")
+
+
 def _as_array(x, name: str, dtype=None) -> np.ndarray:
     try:
         return np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
@@ -149,8 +154,10 @@ def check_image_batch(x, name: str = "x", *, shape=None, min_images: int = 1,
         arr = arr[..., 0]
     if arr.ndim != 3:
         want = f"(N, {shape[0]}, {shape[1]})" if shape else "(N, H, W)"
+        colour = (f" (colour images). {GREY_HINT}" if arr.ndim == 4 and arr.shape[-1] in (3, 4)
+                  else ".")
         raise DataError(f"{name}: expected {what} of shape {want} or {want[:-1]}, 1), got "
-                        f"shape {arr.shape}.")
+                        f"shape {arr.shape}{colour}")
     if shape is not None and tuple(arr.shape[1:]) != tuple(shape):
         raise DataError(f"{name}: expected {shape[0]}x{shape[1]} images, got "
                         f"{arr.shape[1]}x{arr.shape[2]} (shape {arr.shape}). Resize them first.")
@@ -180,13 +187,20 @@ def check_image_batch(x, name: str = "x", *, shape=None, min_images: int = 1,
 
 def check_image_list(x, name: str = "images", *, min_images: int = 1, min_side: int = 1,
                      unit_range: bool = False, dtype=np.float32,
-                     what: str = "grayscale images") -> list:
+                     what: str = "grayscale images", color: bool = False) -> list:
     """Validate images that may differ in size: a list of 2-D arrays (or one (N, H, W) array).
 
     Real inspection photos rarely share one size, so the MVTec-style code (notebooks 05 and 07)
     works on lists.  Each image may also be (H, W, 1); returns a list of 2-D ``dtype`` arrays.
-    Rejects the same things as :func:`check_image_batch`, naming the image (``images[3]``).
+    Rejects the same things as :func:`check_image_batch`, naming the image (``images[3]``);
+    a colour image (H, W, 3) is refused with a message saying how to get grey ones.
+
+    With ``color=True`` (for code that works on RGB, e.g. a pretrained backbone) the images
+    may be grey (H, W) or (H, W, 1), or RGB (H, W, 3) (an (N, H, W, 3) array too); all come
+    back as (H, W, 3), grey ones repeated to three channels.
     """
+    if color:
+        return _check_colour_list(x, name, min_images, min_side, unit_range, dtype, what)
     if isinstance(x, np.ndarray) and x.ndim in (3, 4):
         items = list(check_image_batch(x, name, min_images=min_images, min_side=min_side,
                                        unit_range=unit_range, dtype=dtype, what=what))
@@ -202,9 +216,41 @@ def check_image_list(x, name: str = "images", *, min_images: int = 1, min_side: 
         if arr.ndim == 3 and arr.shape[-1] == 1:
             arr = arr[..., 0]
         if arr.ndim != 2:
-            raise DataError(f"{name}[{i}]: expected a 2-D grayscale image, got shape {arr.shape}.")
+            colour = (f" (a colour image). {GREY_HINT}"
+                      if arr.ndim == 3 and arr.shape[-1] in (3, 4) else ".")
+            raise DataError(f"{name}[{i}]: expected a 2-D grayscale image, got shape "
+                            f"{arr.shape}{colour}")
         out.append(check_image_batch(arr[None], f"{name}[{i}]", min_side=min_side,
                                      unit_range=unit_range, dtype=dtype, what=what)[0])
+    return out
+
+
+def _check_colour_list(x, name, min_images, min_side, unit_range, dtype, what) -> list:
+    """:func:`check_image_list` with ``color=True``: a list of (H, W, 3) ``dtype`` arrays."""
+    if isinstance(x, np.ndarray) and x.ndim in (3, 4):
+        x = list(x)
+    if isinstance(x, np.ndarray) or not isinstance(x, (list, tuple)):
+        raise DataError(f"{name}: expected a list of images (H, W) or (H, W, 3) (or an array "
+                        f"(N, H, W, 3)), got {type(x).__name__} of shape {np.shape(x)}.")
+    if len(x) < min_images:
+        raise DataError(f"{name}: expected at least {min_images} image(s), got {len(x)}.")
+    out = []
+    for i, img in enumerate(x):
+        arr = _as_array(img, f"{name}[{i}]")
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=-1)
+        if arr.ndim != 3 or arr.shape[-1] != 3:
+            raise DataError(f"{name}[{i}]: expected a grey (H, W) or RGB (H, W, 3) image, got "
+                            f"shape {arr.shape} (drop an alpha channel with img[..., :3]).")
+        if min(arr.shape[:2]) < min_side:
+            raise DataError(f"{name}[{i}]: expected {what} of at least {min_side}x{min_side} "
+                            f"pixels, got shape {arr.shape}.")
+        # the channels as a batch of three 2-D images: the same checks of values and type
+        planes = check_image_batch(np.moveaxis(arr, -1, 0), f"{name}[{i}]",
+                                   unit_range=unit_range, dtype=dtype, what=what)
+        out.append(np.ascontiguousarray(np.moveaxis(planes, 0, -1)))
     return out
 
 

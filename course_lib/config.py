@@ -75,6 +75,14 @@ class Profile:
         Random training patches (flipped at random) for each patch autoencoder.
     mvtec_epochs : int
         Epochs of each patch autoencoder (L2 and SSIM).
+    object_side : int
+        Objects (MVTec AD's bottle): the side in pixels, square, at which the images are loaded
+        and evaluated (the embedded subset is stored at 256, the paper's object size).
+    object_ae_side : int
+        Objects: the side of the whole images the autoencoders rebuild (maps are resized back
+        to ``object_side`` to be compared with the masks).
+    object_epochs : int
+        Objects: epochs of each whole-image autoencoder (over the good images and their flips).
     gan_epochs : int
         Epochs of the DCGAN (trained on normal images only).
     anogan_steps : int
@@ -107,6 +115,9 @@ class Profile:
     mvtec_stride: int = 0
     mvtec_samples: int = 4000
     mvtec_epochs: int = 6
+    object_side: int = 256
+    object_ae_side: int = 128
+    object_epochs: int = 30
     gan_epochs: int = 40
     anogan_steps: int = 200
     anogan_n_test: int = 200
@@ -132,6 +143,7 @@ PROFILES = {
                     texture_size=64, texture_n_train=60, texture_n_test_good=15,
                     texture_n_test_defect=30, mvtec_scale=0.5, mvtec_max_side=512,
                     mvtec_patch=64, mvtec_samples=1500, mvtec_epochs=4,
+                    object_side=128, object_ae_side=128, object_epochs=15,
                     gan_epochs=30, anogan_steps=50, anogan_n_test=40,
                     feature_max_patches=5000, ecg_epochs=30),
     "workshop": Profile("workshop", n_train=8000, n_test=2000, epochs=15, study_epochs=5,
@@ -140,6 +152,7 @@ PROFILES = {
                         texture_size=64, texture_n_train=200, texture_n_test_good=30,
                         texture_n_test_defect=60, mvtec_scale=0.5, mvtec_max_side=768,
                         mvtec_patch=64, mvtec_samples=4000, mvtec_epochs=6,
+                        object_side=256, object_ae_side=128, object_epochs=30,
                         gan_epochs=40, anogan_steps=200, anogan_n_test=100,
                         feature_max_patches=10000, ecg_epochs=100),
     "full": Profile("full", n_train=None, n_test=None, epochs=30, study_epochs=10,
@@ -148,6 +161,7 @@ PROFILES = {
                     texture_size=128, texture_n_train=200, texture_n_test_good=30,
                     texture_n_test_defect=60, mvtec_scale=1.0, mvtec_max_side=1536,
                     mvtec_patch=128, mvtec_samples=10000, mvtec_epochs=20,
+                    object_side=256, object_ae_side=128, object_epochs=60,
                     gan_epochs=100, anogan_steps=300, anogan_n_test=1000,
                     feature_max_patches=50000, ecg_epochs=200),
 }

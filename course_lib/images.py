@@ -149,3 +149,39 @@ def stitch_patches(patch_maps, corners, shape):
         total[r:r + size, c:c + size] += patch_map
         count[r:r + size, c:c + size] += 1
     return (total / count).astype(np.float32)
+
+
+def resize_images(images, side: int) -> np.ndarray:
+    """Images of any sizes (a list of 2-D arrays, or (H, W, C) colour) resized to
+    ``side`` x ``side`` (scikit-image, anti-aliased): a batch (N, side, side, C) of float32, C = 1
+    for grey.  The whole-image autoencoder of notebook 05 takes objects at one size."""
+    from skimage.transform import resize
+
+    side = check_positive_int("side", side)
+    out = []
+    for i, img in enumerate(images):
+        img = np.asarray(img, np.float32)
+        if img.ndim == 2:
+            img = img[..., None]
+        if img.ndim != 3:
+            raise DataError(f"expected images of shape (H, W) or (H, W, C), got {img.shape}.")
+        if out and img.shape[-1] != out[0].shape[-1]:
+            raise DataError(f"images[{i}] has {img.shape[-1]} channel(s), images[0] "
+                            f"{out[0].shape[-1]}: make them all grey or all colour.")
+        out.append(resize(img, (side, side), order=1, anti_aliasing=True,
+                          preserve_range=True).astype(np.float32))
+    if not out:
+        raise DataError("no images to resize.")
+    return np.stack(out)
+
+
+def with_flips(x, vertical: bool = True) -> np.ndarray:
+    """A batch (N, H, W, C) and its mirror images: left-right, and with ``vertical`` also
+    up-down and both (an object seen from above, like a bottle, looks as good flipped)."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise DataError(f"expected a batch (N, H, W, C), got shape {x.shape}.")
+    out = [x, x[:, :, ::-1]]
+    if vertical:
+        out += [x[:, ::-1], x[:, ::-1, ::-1]]
+    return np.concatenate(out)

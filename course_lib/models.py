@@ -34,7 +34,7 @@ ONE_CLASS_CODE_SIZE = 32
 #: paper's latent size), mirrored by the decoder.
 MVTEC_FILTERS = (16, 32, 32)
 MVTEC_CODE_SIZE = 100
-MVTEC_LEARNING_RATE = 2e-3
+MVTEC_LEARNING_RATE = 1e-3
 
 
 def build_dense_autoencoder(input_dim=784, code_size=32, hidden=(), code_activation="relu",
@@ -186,6 +186,56 @@ def build_mvtec_autoencoder(patch_size=64, loss="l2"):
                                   code_size=MVTEC_CODE_SIZE,
                                   loss={"l2": "mse", "ssim": ssim_loss}[check_residual(loss)],
                                   learning_rate=MVTEC_LEARNING_RATE)
+
+
+#: Whole-image autoencoder for objects (notebook 05), the layers of Bergmann, Löwe, Fauser,
+#: Sattlegger and Steger (VISAPP 2019, Table 1): (filters, kernel, stride) of the encoder's
+#: convolutions for 128-pixel images; each doubling of the side adds one (32, 4, 2) stage.
+OBJECT_ENCODER = ((32, 4, 2), (32, 4, 2), (32, 3, 1), (64, 4, 2), (64, 3, 1), (128, 4, 2),
+                  (64, 3, 1), (32, 3, 1))
+OBJECT_CODE_SIZE = 100
+OBJECT_LEARNING_RATE = 1e-3
+
+
+def build_object_autoencoder(side=128, channels=1, loss="ssim", code_size=OBJECT_CODE_SIZE,
+                             learning_rate=OBJECT_LEARNING_RATE):
+    """Bergmann et al.'s autoencoder (VISAPP 2019) for side x side images (64, 128, ...): strided
+    convolutions (LeakyReLU 0.2) to 8 x 8 cells, an 8 x 8 convolution to a code of code_size,
+    the mirror image up to a sigmoid; He's initialiser (with Glorot's, training sits at the
+    average image); 1 - SSIM or squared error, Adam.  Returns (autoencoder, encoder, decoder)."""
+    doublings = check_positive_int("side", side, minimum=64).bit_length() - 8  # 64 -1, 128 0
+    if side != 2 ** (doublings + 7):
+        raise DataError(f"side must be 64, 128, 256 or a larger power of 2, got {side}.")
+    stages = [(32, 4, 2)] * doublings + list(OBJECT_ENCODER)[max(-doublings, 0):]
+
+    def act(h):
+        return layers.LeakyReLU(0.2)(h)
+
+    def conv(*args, **kwargs):   # He's initialiser: the signal keeps its size through layers
+        return layers.Conv2D(*args, kernel_initializer="he_normal", **kwargs)
+
+    def up(*args, **kwargs):
+        return layers.Conv2DTranspose(*args, kernel_initializer="he_normal", **kwargs)
+
+    inputs = keras.Input(shape=(side, side, channels), name="image")
+    h = inputs
+    for filters, kernel, stride in stages:                 # 128 -> 8 x 8 cells
+        h = act(conv(filters, kernel, strides=stride, padding="same")(h))
+    code = conv(code_size, 8, padding="valid", name="code")(h)   # 1 x 1 x code_size
+    encoder = keras.Model(inputs, code, name="encoder")
+
+    code_in = keras.Input(shape=(1, 1, code_size), name="code_in")
+    h = act(up(stages[-1][0], 8, padding="valid")(code_in))   # 8 x 8
+    ups = [(f, k, s) for (_, k, s), (f, _, _) in zip(stages[:0:-1], stages[-2::-1])]
+    for filters, kernel, stride in ups:                    # mirror: 8 x 8 -> side / 2
+        h = act(up(filters, kernel, strides=stride, padding="same")(h))
+    outputs = up(channels, stages[0][1], strides=stages[0][2], padding="same",
+                 activation="sigmoid", name="reconstruction")(h)
+    decoder = keras.Model(code_in, outputs, name="decoder")
+    autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="object_autoencoder")
+    autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                        loss={"l2": "mse", "ssim": ssim_loss}[check_residual(loss)])
+    return autoencoder, encoder, decoder
 
 
 #: Notebook 08's Conv1D autoencoder for heartbeats of 140 samples: two strided Conv1D stages

@@ -132,18 +132,24 @@ def plot_latent_2d(codes, labels, ax=None, title: str = "Latent space", max_poin
     return ax
 
 
-def plot_anomaly_maps(images, masks, maps: dict, indices, titles=None, size: float = 1.6):
-    """For the test images ``indices``: the image, its ground truth and each model's anomaly map
-    (``maps``: {name: list of maps}), one column per image.  Each model's row shares one
-    colour scale, from the lowest to the highest value of its maps shown (bright = more
+def plot_anomaly_maps(images, masks, maps: dict, indices, titles=None, size: float = 1.6,
+                      reconstructions: dict | None = None):
+    """For the test images ``indices``: the image, each model's reconstruction (optional), the
+    ground truth and each model's anomaly map (``maps``: {name: list of maps}), one column per
+    image.  Reconstructions (``{name: list of images}``, None where not computed) are drawn
+    like the image, grey on 0-1, so they can be compared with it.  Each model's map row shares
+    one colour scale, from the lowest to the highest value of its maps shown (bright = more
     anomalous than the rest of the row; log-likelihood maps may be negative).  Images may
     differ in size.  Returns the Figure.
     Used in notebooks 05 and 07.
     """
     import matplotlib.pyplot as plt
 
-    rows = [("image", images, "gray"), ("ground truth", masks, "gray")]
+    rows = [("image", images, "gray")]
+    rows += [(name, r, "gray") for name, r in (reconstructions or {}).items()]
+    rows += [("ground truth", masks, "gray")]
     rows += [(name, m, "inferno") for name, m in maps.items()]
+    n_grey = len(rows) - len(maps)
     indices = list(indices)
     if not indices:
         raise DataError("indices must name at least one test image.")
@@ -151,16 +157,17 @@ def plot_anomaly_maps(images, masks, maps: dict, indices, titles=None, size: flo
     fig, axes = plt.subplots(len(rows), len(indices), squeeze=False,
                              figsize=(size * len(indices), size * aspect * len(rows) * 0.9 + 0.4))
     limits = {}                              # one colour scale per map row
-    for label, arr, cmap in rows[2:]:
+    for label, arr, cmap in rows[n_grey:]:
         shown = [np.asarray(arr[i], dtype=np.float32) for i in indices]
         low, high = min(float(m.min()) for m in shown), max(float(m.max()) for m in shown)
         limits[label] = (low, max(high, low + 1e-12))
     for c, i in enumerate(indices):
         for r, (label, arr, cmap) in enumerate(rows):
             ax = axes[r, c]
-            img = np.asarray(arr[i], dtype=np.float32)
-            vmin, vmax = limits.get(label, (0.0, 1.0))
-            ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
+            if arr[i] is not None:                   # a reconstruction not computed: blank
+                vmin, vmax = limits[label] if r >= n_grey else (0.0, 1.0)
+                ax.imshow(np.asarray(arr[i], dtype=np.float32), cmap=cmap, vmin=vmin,
+                          vmax=vmax)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0 and titles is not None:

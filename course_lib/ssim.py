@@ -139,7 +139,7 @@ def ssim_loss(y_true, y_pred):
 
 def ssim_residual_map(x, y, data_range: float = 1.0, window_size: int = 11,
                       sigma: float = 1.5, batch_size: int = 64,
-                      dtype: str = "float32") -> np.ndarray:
+                      dtype: str = "float32", k2: float = 0.03) -> np.ndarray:
     """Anomaly map ``1 - SSIM`` of inputs ``x`` and their reconstructions ``y`` (NumPy).
 
     Parameters
@@ -154,6 +154,10 @@ def ssim_residual_map(x, y, data_range: float = 1.0, window_size: int = 11,
     dtype : {"float32", "float64"}
         Precision of the computation (see :func:`ssim_map`): float32 matches scikit-image's
         map to about 1e-4, float64 to about 1e-9 (three times slower).
+    k2 : float
+        SSIM's contrast constant, ``C2 = (k2 * data_range)**2`` (Wang et al.: 0.03).  A larger
+        value makes windows of little contrast count as alike: differences of contrast or
+        structure well below ``k2`` are ignored (for example sensor noise on a flat surface).
 
     Returns
     -------
@@ -185,6 +189,7 @@ def ssim_residual_map(x, y, data_range: float = 1.0, window_size: int = 11,
     for start in range(0, len(a), batch_size):
         stop = start + batch_size
         s = ssim_map(a[start:stop], b[start:stop], data_range=data_range,
-                     window_size=window_size, sigma=sigma, padding="same", dtype=dtype)
+                     window_size=window_size, sigma=sigma, k2=k2, padding="same",
+                     dtype=dtype)
         out[start:stop] = 1.0 - ops.convert_to_numpy(s)
     return out[0] if single else out

@@ -67,6 +67,15 @@ class Run:
         return train_one_class(x_normal, self.profile, seed=self.seed)
 
     @cached_property
+    def bottle(self):
+        """Real MVTec AD: the bottle subset shipped in data/ (notebooks 05 and 07)."""
+        from course_lib.data.bottle import load_bottle
+
+        data = load_bottle(self.profile, verbose=False)
+        self.sources["MVTec AD bottle"] = data.source
+        return data
+
+    @cached_property
     def kolektor(self):
         """Real cracks: the KolektorSDD subset shipped in data/ (notebooks 05 and 07)."""
         from course_lib.data.kolektor import load_kolektor
@@ -213,24 +222,38 @@ def _map_figure(data, maps: dict, n: int = 6):
 
 @figure
 def mvtec_l2_vs_ssim(run: Run):
-    """Residual maps of the L2 and the SSIM patch autoencoder next to the ground truth, on real
-    cracks at the images' own aspect ratio (notebook 05)."""
+    """MVTec AD bottle: defective test images, the L2 and the SSIM whole-image autoencoder's
+    reconstructions (grey, as the image) and residual maps, next to the ground truth
+    (notebook 05)."""
     from course_lib.experiments.mvtec import mvtec_autoencoder_experiment
+    from course_lib.images import resize_images
+    from course_lib.plots import plot_anomaly_maps
 
-    data = run.kolektor
-    results, maps = {}, {}
+    data = run.bottle
+    types = np.asarray(data.defect_test)
+    show = [int(np.flatnonzero(types == t)[0]) for t in data.defect_types]
+    show += [int(i) for i in np.flatnonzero(data.y_test == 1) if i not in show][:5 - len(show)]
+    results, maps, recons = {}, {}, {}
     for loss in ("l2", "ssim"):
         results[loss], details = mvtec_autoencoder_experiment(data, loss=loss,
                                                               profile=run.profile,
                                                               seed=run.seed,
                                                               return_details=True)
+        model, side = details["autoencoder"], data.x_test[0].shape[0]
+        small = resize_images([data.x_test[i] for i in show], model.input_shape[1])
+        rebuilt = [None] * len(data.x_test)
+        for i, r in zip(show, model.predict(small, verbose=0)):
+            rebuilt[i] = resize_images([r[..., 0]], side)[0, ..., 0]
+        recons[f"{loss.upper()} reconstruction"] = rebuilt
         maps[f"{loss.upper()} residual"] = details["test_maps"]
-    fig = _map_figure(data, maps)
-    facts = {"category": data.category, "size": data.sizes, "scale": f"{data.scale:g}",
-             "patch": results["l2"]["patch_size"], "stride": results["l2"]["stride"],
-             "n_test": len(data.x_test), "n_defective": int(data.y_test.sum())}
+    fig = plot_anomaly_maps(data.x_test, data.masks_test, maps, show, size=1.2,
+                            titles=[types[i] for i in show], reconstructions=recons)
+    r0 = results["l2"]
+    facts = {"category": data.category, "side": r0["side"], "size": data.x_test[0].shape[0],
+             "epochs": r0["epochs"], "n_train": r0["n_train"], "n_test": len(data.x_test),
+             "n_defective": int(data.y_test.sum()), "source": data.source}
     for loss, r in results.items():
-        for key in ("image_auroc", "pixel_auroc", "aupro"):
+        for key in ("image_auroc", "pixel_auroc", "aupro", "good_correct", "defect_correct"):
             facts[f"{loss}_{key}"] = f"{r[key]:.2f}"
     return fig, facts
 

@@ -30,8 +30,8 @@ NOTEBOOKS = REPO / "notebooks"
 SLIDES = REPO / "slides"
 
 #: The order of the ``data`` subpackage (its docstring line says only ``data.*``).
-DATA_ORDER = ("common", "mnist", "creditcard", "mvtec", "textures", "kolektor", "ecg",
-              "cache")
+DATA_ORDER = ("common", "mnist", "creditcard", "mvtec", "textures", "kolektor", "bottle",
+              "ecg", "cache")
 #: Inside ``cli``: what the tools share, then the tools (same rank: none imports another).
 CLI_SHARED = ("common", "notebooks")
 #: The experiments, one module per notebook topic (same rank: none imports another).

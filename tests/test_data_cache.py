@@ -249,6 +249,28 @@ def test_status_checks_the_embedded_kolektor_subset(caches, monkeypatch, capsys)
     assert _states()["KolektorSDD subset (embedded)"] == "missing"
 
 
+def test_status_checks_the_embedded_bottle_subset(caches, monkeypatch, capsys):
+    """The MVTec AD bottle subset (data/mvtec_bottle) is an embedded item, listed beside the
+    optional full download: every file's sha256 is checked; a damaged mask fails status."""
+    assert _states()["MVTec AD bottle subset (embedded)"] == "OK"  # the repository's copy
+    copy = _embedded_copy(caches, monkeypatch)
+    assert main(["status"]) == 0
+    rows = {line.split("  ")[0]: line for line in capsys.readouterr().out.splitlines()}
+    row = rows["MVTec AD bottle subset (embedded)"]
+    assert " OK " in row and str(copy / "mvtec_bottle") in row and "MB" in row
+    assert "MVTec AD (real, optional)" in rows
+    mask = sorted((copy / "mvtec_bottle" / "bottle" / "ground_truth" / "contamination")
+                  .iterdir())[0]
+    mask.write_bytes(mask.read_bytes()[:-10])
+    assert main(["status"]) == 1
+    out = capsys.readouterr().out
+    rows = {line.split("  ")[0]: line for line in out.splitlines()}
+    assert "corrupted" in rows["MVTec AD bottle subset (embedded)"]
+    assert "git checkout -- data/mvtec_bottle" in out
+    shutil.rmtree(copy / "mvtec_bottle")
+    assert _states()["MVTec AD bottle subset (embedded)"] == "missing"
+
+
 def test_status_fails_when_embedded_data_is_missing(caches, monkeypatch, capsys):
     """Defect: status exited 0 with every embedded dataset missing (the doctor reports FAIL
     lines for them: the offline path is broken)."""

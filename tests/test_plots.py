@@ -236,3 +236,36 @@ def test_anomaly_maps_figure_has_one_column_per_image_and_row_per_map():
     assert zero.axes[2].images[0].get_clim()[1] > 0  # an all-zero map still draws
     with pytest.raises(ValueError, match="at least one"):
         plot_anomaly_maps(images, masks, maps, [])
+
+
+def test_anomaly_maps_draw_reconstructions_grey_on_0_1_after_the_image():
+    rng = np.random.default_rng(1)
+    images = [rng.random((30, 40)) for _ in range(3)]
+    masks = [np.zeros(i.shape, bool) for i in images]
+    maps = {"L2 map": [i * 3 + 1 for i in images]}
+    recon = {"L2 reconstruction": [i * 0.5 for i in images],
+             "SSIM reconstruction": [None, images[1] * 0.1 + 0.8, None]}
+    fig = plot_anomaly_maps(images, masks, maps, [1, 0], reconstructions=recon)
+    axes = np.array(fig.axes).reshape(5, 2)
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["image", "L2 reconstruction",
+                                                      "SSIM reconstruction", "ground truth",
+                                                      "L2 map"]
+    for ax in axes[1]:                       # grey on 0-1, like the image, not the map's scale
+        assert ax.images[0].get_cmap().name == "gray"
+        assert ax.images[0].get_clim() == (0, 1)
+    np.testing.assert_allclose(axes[1, 0].images[0].get_array(), images[1] * 0.5)
+    assert axes[2, 0].images[0].get_clim() == (0, 1)
+    assert len(axes[2, 1].images) == 0        # None: not computed, a blank axis
+    assert axes[2, 1].get_xticks().size == 0 and axes[2, 1].get_ylabel() == ""
+    low = min(images[1].min(), images[0].min()) * 3 + 1
+    high = max(images[1].max(), images[0].max()) * 3 + 1
+    for ax in axes[4]:                       # the map row keeps its own scale
+        assert ax.images[0].get_cmap().name == "inferno"
+        assert ax.images[0].get_clim() == pytest.approx((low, high))
+    np.testing.assert_array_equal(axes[3, 0].images[0].get_array(), masks[1])
+    only = plot_anomaly_maps(images, masks, {}, [2], reconstructions=recon)   # no maps at all
+    assert [ax.get_ylabel() for ax in only.axes] == ["image", "L2 reconstruction",
+                                                     "SSIM reconstruction", "ground truth"]
+    assert len(only.axes[2].images) == 0
+    plain = plot_anomaly_maps(images, masks, maps, [0], reconstructions={})
+    assert [ax.get_ylabel() for ax in plain.axes] == ["image", "ground truth", "L2 map"]

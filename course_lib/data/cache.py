@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from course_lib.checks import DataError, quote
 from course_lib.config import Profile, get_profile
+from course_lib.data.bottle import bottle_cache_items
 from course_lib.data.common import CacheItem, failure_hint, human_size, path_size
 from course_lib.data.creditcard import (creditcard_cache_items, creditcard_cache_path,
                                         fetch_creditcard)
@@ -30,17 +31,19 @@ def cache_status(profile: Profile | str | None = None) -> list:
     """What is present offline, without touching the network.
 
     Returns a list of :class:`CacheItem`: the embedded MNIST subset, credit-card sample,
-    ECG beats and KolektorSDD subset (sha256 checked), Keras' MNIST cache (sha256 checked), the cached full
-    credit-card CSV (header checked), the cached ECG CSV (first line checked), the texture sets
-    of ``profile`` (default: the active one) and the real MVTec AD categories present.  Used by
-    ``python -m course_lib.data status`` and ``python -m course_lib.doctor``.
+    ECG beats, KolektorSDD subset and MVTec AD bottle subset (sha256 checked), Keras' MNIST
+    cache (sha256 checked), the cached full credit-card CSV (header checked), the cached ECG
+    CSV (first line checked), the texture sets of ``profile`` (default: the active one) and
+    the real MVTec AD categories present.  Used by ``python -m course_lib.data status`` and
+    ``python -m course_lib.doctor``.
     """
     prof = get_profile(profile)
     mnist_embedded, mnist_cache = mnist_cache_items()
     card_embedded, card_cache = creditcard_cache_items()
     ecg_embedded, ecg_cache = ecg_cache_items()
-    return [mnist_embedded, card_embedded, ecg_embedded, *kolektor_cache_items(), mnist_cache,
-            card_cache, ecg_cache, *texture_cache_items(prof), *mvtec_cache_items()]
+    return [mnist_embedded, card_embedded, ecg_embedded, *kolektor_cache_items(),
+            *bottle_cache_items(), mnist_cache, card_cache, ecg_cache,
+            *texture_cache_items(prof), *mvtec_cache_items()]
 
 
 def format_cache_table(items) -> str:
@@ -112,7 +115,8 @@ def prefetch(items=PREFETCH_ITEMS, mvtec_categories=(), profile: Profile | str |
         ECG CSV, content-verified), ``"textures"`` (the offline texture
         sets of ``profile``).
     mvtec_categories : iterable of str
-        Real MVTec AD categories (or ``"all"``) to download.
+        Real MVTec AD categories (or ``"all"``) to download; ``"bottle"`` is the full
+        category behind the bottle subset, which ships in ``data/`` and is always there.
     profile : Profile or str, optional
         Whose texture sizes to build (default: the active profile).
     progress : bool

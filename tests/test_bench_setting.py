@@ -1,0 +1,167 @@
+"""``bench mvtec*`` ``--setting``: the paper's two settings on the command line
+(:func:`course_lib.cli.bench.whole_images`, :func:`course_lib.cli.bench._load_category`).
+
+Whole images ("whole", MVTec AD's objects such as bottle) are loaded at the files' own scale,
+longest side the profile's ``object_side``; textures and surfaces ("patches") at the profile's
+``mvtec_scale`` and ``mvtec_max_side``.  A tiny bottle-like folder of 300 x 300 grey PNGs;
+in-process, the experiments replaced by stand-ins that record what they were given (nothing
+is trained here)."""
+
+import json
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from course_lib.cli import bench
+from course_lib.config import get_profile
+
+#: The four commands that load an MVTec-layout folder, with their required options.
+COMMANDS = {"mvtec": [], "mvtec-baseline": ["--method", "variation"],
+            "mvtec-knn": ["--backbone", "random"], "mvtec-dictionary": ["--backbone", "random"]}
+SIDE = 300
+
+
+def _png(path: Path, array) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, np.uint8)).save(path)
+
+
+def make_category(root: Path, category: str) -> Path:
+    """``root/category`` in MVTec layout: 4 good training images, 1 good and 2 cracked test
+    images (a dark bar, its mask 255), all 300 x 300 grey."""
+    rng = np.random.default_rng(0)
+    cat = root / category
+
+    def photo():
+        return 100 + rng.integers(0, 40, (SIDE, SIDE))
+
+    for i in range(4):
+        _png(cat / "train" / "good" / f"{i:03d}.png", photo())
+    _png(cat / "test" / "good" / "000.png", photo())
+    for i in range(2):
+        img, mask = photo(), np.zeros((SIDE, SIDE), np.uint8)
+        img[100 + 40 * i:120 + 40 * i, 50:250] = 5
+        mask[100 + 40 * i:120 + 40 * i, 50:250] = 255
+        _png(cat / "test" / "crack" / f"{i:03d}.png", img)
+        _png(cat / "ground_truth" / "crack" / f"{i:03d}_mask.png", mask)
+    return root
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench_setting")
+    make_category(folder, "bottle")
+    make_category(folder, "widget")          # not an MVTec AD object: patches by default
+    return folder
+
+
+def namespace(root, category="bottle", setting="auto", profile="fast", **options):
+    values = {"scale": None, "max_side": None, "patch_size": None, "stride": None, **options}
+    return Namespace(root=root, category=category, setting=setting, profile=profile, **values)
+
+
+# --------------------------------------------------------------------------- the parser
+@pytest.mark.parametrize("command", COMMANDS)
+def test_setting_option_of_the_mvtec_commands(root, command):
+    base = [command, "--root", str(root), "--category", "bottle", *COMMANDS[command]]
+    parser = bench.build_parser()
+    assert parser.parse_args(base).setting == "auto"
+    for setting in ("auto", "whole", "patches"):
+        assert parser.parse_args(base + ["--setting", setting]).setting == setting
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_bad_setting_is_a_usage_error(root, command, capsys):
+    argv = [command, "--root", str(root), "--category", "bottle", *COMMANDS[command],
+            "--setting", "object"]
+    assert bench.main(argv) == 2
+    captured = capsys.readouterr()
+    assert "--setting" in captured.err and "'object'" in captured.err
+    assert "auto" in captured.err and "whole" in captured.err and "patches" in captured.err
+    assert "Traceback" not in captured.err + captured.out and captured.out == ""
+
+
+def test_whole_images_for_objects_by_default_or_when_asked():
+    def whole(category, setting="auto"):
+        return bench.whole_images(Namespace(category=category, setting=setting))
+
+    assert whole("bottle") and whole("screw") and whole("kolektor", "whole")
+    assert not whole("kolektor") and not whole("carpet") and not whole("brick")
+    assert not whole("bottle", "patches") and whole("bottle", "whole")
+    assert bench.whole_images(Namespace(category="bottle"))    # no option: auto
+
+
+# --------------------------------------------------------------------------- loading
+def shapes(data):
+    return {img.shape for img in data.x_train + data.x_test} | {m.shape for m in
+                                                                 data.masks_test}
+
+
+@pytest.mark.parametrize("profile", ["fast", "workshop"])
+def test_load_category_whole_images_at_the_profiles_object_side(root, profile, capsys):
+    prof = get_profile(profile)
+    assert SIDE * prof.mvtec_scale != prof.object_side     # the two settings differ here
+    whole = bench._load_category(namespace(root, "bottle", "auto", profile))
+    assert shapes(whole) == {(prof.object_side, prof.object_side)}
+    assert whole.scale == pytest.approx(prof.object_side / SIDE)
+    assert all(m.any() for m in whole.masks_test[1:]) and not whole.masks_test[0].any()
+    side = round(SIDE * prof.mvtec_scale)
+    for category, setting in (("bottle", "patches"), ("widget", "auto")):
+        patches = bench._load_category(namespace(root, category, setting, profile))
+        assert shapes(patches) == {(side, side)}, (category, setting)
+    forced = bench._load_category(namespace(root, "widget", "whole", profile))
+    assert shapes(forced) == {(prof.object_side, prof.object_side)}
+    assert "bottle" in capsys.readouterr().err             # what was loaded, on stderr
+
+
+def test_load_category_whole_images_honour_scale_and_max_side(root):
+    assert shapes(bench._load_category(namespace(root, max_side=64))) == {(64, 64)}
+    assert shapes(bench._load_category(namespace(root, scale=0.2))) == {(60, 60)}
+    assert shapes(bench._load_category(namespace(root, setting="patches", max_side=64))) == {
+        (64, 64)}
+
+
+# --------------------------------------------------------------------------- end to end
+@pytest.fixture
+def recorded(monkeypatch):
+    """The MVTec experiments replaced by stand-ins that return what they were given."""
+    from course_lib.experiments import mvtec as E
+
+    def record(data, **kwargs):
+        return {"sides": sorted({max(img.shape) for img in data.x_train + data.x_test}),
+                "setting": kwargs.get("setting")}
+
+    monkeypatch.setattr(E, "mvtec_autoencoder_experiment", record)
+    monkeypatch.setattr(E, "mvtec_baseline_experiment", record)
+    monkeypatch.setattr(E, "mvtec_feature_experiment", record)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_commands_load_and_pass_the_setting(root, command, recorded, capsys):
+    runs = {}
+    for setting in ("auto", "whole", "patches"):
+        argv = [command, "--root", str(root), "--category", "bottle", "--profile", "fast",
+                *COMMANDS[command], "--setting", setting]
+        assert bench.main(argv) == 0, capsys.readouterr().err
+        runs[setting] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    fast = get_profile("fast")
+    assert runs["auto"]["sides"] == runs["whole"]["sides"] == [fast.object_side]
+    assert runs["patches"]["sides"] == [round(SIDE * fast.mvtec_scale)]
+    if command == "mvtec":                                  # the autoencoder's two settings
+        assert [runs[s]["setting"] for s in runs] == ["whole", "whole", "patches"]
+
+
+def test_ssim_constant_study_is_patches_only(root, monkeypatch, capsys):
+    from course_lib.experiments import mvtec as E
+
+    seen = []
+    monkeypatch.setattr(E, "ssim_constant_study",
+                        lambda data, **kwargs: seen.append(data.x_train[0].shape) or [{}])
+    base = ["mvtec-ssim-k2", "--root", str(root), "--category", "bottle", "--profile", "fast"]
+    assert bench.main(base) == 0                         # patches, at the profile's scale
+    assert seen == [(150, 150)]
+    assert bench.main(base + ["--setting", "whole"]) == 2   # no whole-image study: refused
+    assert "--setting" in capsys.readouterr().err and len(seen) == 1
