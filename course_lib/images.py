@@ -165,6 +165,9 @@ def resize_images(images, side: int) -> np.ndarray:
             img = img[..., None]
         if img.ndim != 3:
             raise DataError(f"expected images of shape (H, W) or (H, W, C), got {img.shape}.")
+        if not np.isfinite(img).all() or img.min() < 0 or img.max() > 1:
+            raise DataError(f"images[{i}] has values outside [0, 1] (or NaN): scale images to "
+                            f"[0, 1] first (the course's loaders do).")
         if out and img.shape[-1] != out[0].shape[-1]:
             raise DataError(f"images[{i}] has {img.shape[-1]} channel(s), images[0] "
                             f"{out[0].shape[-1]}: make them all grey or all colour.")

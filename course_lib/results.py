@@ -10,6 +10,7 @@ profile on this machine: nothing here is typed in by hand.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -51,8 +52,17 @@ def _plain(value):
                     f"{type(value).__name__}.")
 
 
-def save_result(name: str, result: dict, notebook: str, profile=None) -> Path:
-    """Keep ``result`` (a dict of metrics and settings) under ``name`` for later notebooks.
+def data_identity(data) -> dict:
+    """What makes two runs comparable: the data's ``source`` (embedded, online, file), the
+    number of test images and a fingerprint of their file names (``test_paths``)."""
+    names = sorted("/".join(Path(p).parts[-2:]) for p in getattr(data, "test_paths", []))
+    return {"source": str(getattr(data, "source", "")), "n_test": len(data.x_test),
+            "test_id": hashlib.sha1("\n".join(names).encode()).hexdigest()[:12]}
+
+
+def save_result(name: str, result: dict, notebook: str, profile=None, data=None) -> Path:
+    """Keep ``result`` (a dict of metrics and settings) under ``name`` for later notebooks;
+    with ``data`` (the test set it was measured on) its :func:`data_identity` too.
 
     Written to a temporary file first and renamed, so a reader never sees half a record.
     Returns the path."""
@@ -60,7 +70,8 @@ def save_result(name: str, result: dict, notebook: str, profile=None) -> Path:
         raise DataError(f"result must be a dict, got {type(result).__name__}.")
     path = _path(name, profile)
     record = {"name": name, "notebook": str(notebook), "profile": get_profile(profile).name,
-              "saved": time.strftime("%Y-%m-%d %H:%M"), "result": _plain(result)}
+              "saved": time.strftime("%Y-%m-%d %H:%M"), "result": _plain(result),
+              "data": None if data is None else data_identity(data)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.part")
     tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
@@ -68,11 +79,12 @@ def save_result(name: str, result: dict, notebook: str, profile=None) -> Path:
     return path
 
 
-def load_results(names, profile=None) -> tuple[dict, list]:
+def load_results(names, profile=None, data=None) -> tuple[dict, list]:
     """``({name: record}, [missing names])`` for the ``names`` saved in this profile.
 
-    A record is ``{"name", "notebook", "profile", "saved", "result"}``; an unreadable file
-    counts as missing (and is named in the warning printed for it)."""
+    A record is ``{"name", "notebook", "profile", "saved", "result", "data"}``; an unreadable
+    file counts as missing (and is named in the note printed for it), and so does, with
+    ``data``, a record measured on other test images (another source, size or file list)."""
     found, missing = {}, []
     for name in names:
         path = _path(name, profile)
@@ -81,6 +93,12 @@ def load_results(names, profile=None) -> tuple[dict, list]:
             held = record.get("name") if isinstance(record, dict) else None
             if held != name:     # "AE SSIM" and "AE_SSIM" share a file name
                 raise ValueError(f"it holds the result {quote(held)}, not {quote(name)}")
+            if data is not None and record.get("data") != data_identity(data):
+                print(f"Leaving out {quote(name)}: it was measured on other test images "
+                      f"({record.get('data')}, not {data_identity(data)}); rerun the notebook "
+                      f"{record.get('notebook')} on these data.")
+                missing.append(name)
+                continue
             found[name] = record
         except FileNotFoundError:
             missing.append(name)

@@ -317,8 +317,10 @@ def feature_maps(run: Run):
         maps[label] = details["test_maps"]
     fig = _map_figure(data, maps)
     facts = {"backbone": backbone.name,
-             "pretrained": "ImageNet-pretrained" if backbone.pretrained else
-             "learned offline from the good images (no pretrained weights)"}
+             "pretrained": {"resnet50-imagenet": "ImageNet-pretrained",
+                            "hed-vgg16": "HED's edge detector, trained from ImageNet weights; "
+                                         "offline"}.get(backbone.name,
+                                                        "no pretrained weights")}
     for method, r in results.items():
         for key in ("image_auroc", "pixel_auroc", "aupro"):
             facts[f"{method}_{key}"] = f"{r[key]:.2f}"

@@ -165,3 +165,23 @@ def test_ssim_constant_study_is_patches_only(root, monkeypatch, capsys):
     assert seen == [(150, 150)]
     assert bench.main(base + ["--setting", "whole"]) == 2   # no whole-image study: refused
     assert "--setting" in capsys.readouterr().err and len(seen) == 1
+
+
+@pytest.mark.parametrize("extra", [["--patch-size", "64"], ["--stride", "16"]])
+def test_patch_options_with_whole_images_are_a_usage_error(root, extra, capsys):
+    argv = ["mvtec", "--root", str(root), "--category", "bottle", "--profile", "fast", *extra]
+    assert bench.main(argv) == 2
+    captured = capsys.readouterr()
+    assert "--setting patches" in captured.err and "Traceback" not in captured.err
+
+
+def test_ssim_constant_study_checks_k2_before_training(monkeypatch):
+    from course_lib.checks import DataError
+    from course_lib.experiments import mvtec as experiments
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking k2")
+
+    monkeypatch.setattr(experiments, "train_mvtec_autoencoder", no_training)
+    with pytest.raises(DataError, match="k2"):
+        experiments.ssim_constant_study(object(), k2_values=[0.1, 0.00001], profile="fast")

@@ -356,3 +356,22 @@ def test_ssim_residual_map_k2_matches_skimage(k2):
     ours = ssim_residual_map(camera, blurred, k2=k2, dtype="float64")
     assert np.abs(ours - (1 - ref)).max() <= 1e-6
     assert np.abs(ssim_residual_map(camera, blurred, k2=k2) - (1 - ref)).max() <= 1e-3
+
+
+@pytest.mark.parametrize("bad", [np.full((10, 10), np.nan), np.full((10, 10), 200.0),
+                                 np.full((10, 10), -0.5)])
+def test_resize_images_refuses_values_outside_the_unit_range(bad):
+    with pytest.raises(DataError, match=r"outside \[0, 1\]"):
+        resize_images([np.zeros((10, 10)), bad], 4)
+
+
+def test_synthetic_defects_takes_one_kind_as_a_string():
+    from course_lib.data.textures import synthetic_defects
+
+    images = [np.full((40, 50), 0.6, np.float32), np.full((40, 40), 0.5, np.float32)]
+    damaged, masks = synthetic_defects(images, kinds="crack", seed=0, window=32)
+    assert [d.shape for d in damaged] == [(40, 50), (40, 40)]
+    assert all(m.any() for m in masks)
+    assert all(np.allclose(d[~m], i[~m]) for d, m, i in zip(damaged, masks, images))
+    with pytest.raises(DataError, match="kinds"):
+        synthetic_defects(images, kinds=("crack", "dent"))

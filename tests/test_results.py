@@ -111,3 +111,33 @@ def test_values_that_are_not_json_are_refused_and_nothing_is_left(cache, value):
         save_result("ae", {"maps": value}, notebook="05b")
     assert files(cache) == ["results/fast/ae.json"]                  # the old record is intact
     assert load_results(["ae"])[0]["ae"]["notebook"] == "05"
+
+
+def _data(source, names):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(source=source, x_test=[None] * len(names),
+                           test_paths=[f"/x/bottle/test/{n}" for n in names])
+
+
+def test_records_from_other_test_images_are_left_out_with_a_reason(cache, capsys):
+    shipped = _data("embedded", ["good/000.png", "broken_large/001.png"])
+    save_result("bottle AE-SSIM", {"pixel_auroc": 0.93}, notebook="05", data=shipped)
+    found, missing = load_results(["bottle AE-SSIM"], data=shipped)
+    assert list(found) == ["bottle AE-SSIM"] and missing == []
+    assert found["bottle AE-SSIM"]["data"]["n_test"] == 2
+    for other in (_data("online", ["good/000.png", "broken_large/001.png"]),      # source
+                  _data("embedded", ["good/000.png"]),                            # size
+                  _data("embedded", ["good/000.png", "broken_small/001.png"])):   # files
+        found, missing = load_results(["bottle AE-SSIM"], data=other)
+        assert found == {} and missing == ["bottle AE-SSIM"]
+        assert "other test images" in capsys.readouterr().out
+    found, _ = load_results(["bottle AE-SSIM"])            # no data given: not checked
+    assert list(found) == ["bottle AE-SSIM"]
+
+
+def test_a_record_under_a_colliding_file_name_is_not_taken_for_another(cache, capsys):
+    save_result("AE SSIM", {"x": 1}, notebook="05")
+    found, missing = load_results(["AE_SSIM"])            # same file name, other result
+    assert found == {} and missing == ["AE_SSIM"]
+    assert "not 'AE_SSIM'" in capsys.readouterr().out

@@ -20,12 +20,13 @@
         An MVTec-layout folder of images of any size (scaled by one factor, never squashed):
         the L2 or SSIM patch autoencoder's residual maps, image AUROC, pixel AUROC, AUPRO and
         MVTec's Table 2 ratios (threshold from good validation images).  --setting whole
-        (default for MVTec AD's objects, e.g. bottle): every image resized to the profile's
-        object_side (256) and rebuilt at once at object_ae_side, as the paper did for objects;
-        --setting patches (default for textures and surfaces): the paper's patch setting.
-        There, the image settings come from the profile unless given: --scale (1 = the files' own resolution; keep
-        defects a few pixels wide at 1), --max-side (longest side after scaling), --patch-size
-        (a multiple of 8) and --stride (pixels between patches of the residual maps).
+        (default for MVTec AD's objects, e.g. bottle): images read with their longest side at
+        most the profile's object_side (256) and rebuilt whole at object_ae_side, as the paper
+        did for objects; --setting patches (default for textures and surfaces): the paper's
+        patch setting, where the image settings come from the profile unless given: --scale
+        (1 = the files' own resolution; keep defects a few pixels wide at 1), --max-side
+        (longest side after scaling), --patch-size (a multiple of 8) and --stride (pixels
+        between patches of the residual maps; both refused with --setting whole).
 
     python -m course_lib.bench mvtec-ssim-k2 --root DIR --category C [--k2 0.03 0.1 0.2]
         How notebook 05's SSIM contrast constant for patch maps (PATCH_SSIM_K2) was chosen: the
@@ -243,6 +244,10 @@ def _load_category(args):
 
 
 def _cmd_mvtec(args) -> int:
+    if whole_images(args) and (args.patch_size is not None or args.stride is not None):
+        raise UsageError("--patch-size and --stride are for the patch setting; whole images "
+                         "(--setting whole, the default for MVTec AD's objects) are rebuilt at "
+                         "the profile's object_ae_side: drop them, or add --setting patches.")
     data = _load_category(args)
     from course_lib.experiments.mvtec import mvtec_autoencoder_experiment  # Keras loads
 

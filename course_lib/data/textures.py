@@ -160,6 +160,7 @@ def synthetic_defects(images, kinds=("crack",), seed: int = 0, window: int = 128
     Returns ``(images, masks)``: float32 images, exact bool masks.  For choosing settings on
     *validation* images (good images never trained on) without looking at any test image.
     """
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     bad = [k for k in kinds if k not in DEFECT_KINDS]
     if bad or not kinds:
         raise DataError(f"kinds must be some of {DEFECT_KINDS}, got {quote(list(kinds))}.")

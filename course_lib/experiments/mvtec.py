@@ -177,7 +177,7 @@ def default_setting(category: str) -> str:
 
 def object_sigma(side: int) -> float:
     """The Gaussian that smooths an object's anomaly map: 1/64 of the image side (4 pixels at
-    256, 2 at the autoencoder's 128), chosen on validation images with synthetic defects."""
+    256, 2 at the autoencoder's 128), a fixed choice, not tuned on any image."""
     return side / 64
 
 
@@ -289,9 +289,10 @@ def ssim_constant_study(data, k2_values=SSIM_K2_CANDIDATES, profile: Profile | s
     from course_lib.map_metrics import image_auroc, image_scores, pixel_auroc
 
     prof = get_profile(profile)
+    k2_values = [check_number("k2", k2, low=1e-4, high=1.0) for k2 in k2_values]  # before training
     check_mvtec_data(data)
     x_fit, x_val = split_good_images(data.x_train, seed=seed)
-    damaged, masks = synthetic_defects(x_val, kinds=tuple(kinds), seed=seed)
+    damaged, masks = synthetic_defects(x_val, kinds=kinds, seed=seed)
     size, stride = patch_geometry(x_fit + x_val, prof)
     autoencoder, history = train_mvtec_autoencoder(x_fit, "ssim", size, prof.mvtec_samples,
                                                    prof.mvtec_epochs, prof.batch_size,
@@ -301,7 +302,7 @@ def ssim_constant_study(data, k2_values=SSIM_K2_CANDIDATES, profile: Profile | s
     rows = []
     for k2 in k2_values:
         maps = smooth_maps(residual_maps(autoencoder, x_val + damaged, "ssim", size, stride,
-                                         k2=check_number("k2", k2, low=1e-4, high=1.0)))
+                                         k2=k2))
         rows.append({"k2": float(k2),
                      "val_image_auroc": round(image_auroc(y, image_scores(maps)), 4),
                      "val_pixel_auroc": round(pixel_auroc(truth, maps), 4),
