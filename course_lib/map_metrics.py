@@ -382,6 +382,18 @@ def whole_image_maps(autoencoder, images, loss, batch_size=32):
     return [resize(r, img.shape[:2], order=1) for r, img in zip(residual, images)]
 
 
+def whole_image_reconstructions(autoencoder, images, batch_size=32) -> list:
+    """What a whole-image autoencoder rebuilds of each image, resized back to the image's own
+    size: to draw beside the image (grey images give 2-D arrays, colour ones (H, W, 3))."""
+    from skimage.transform import resize
+
+    images = check_image_list(images, "images", color=autoencoder.input_shape[-1] == 3)
+    recon = autoencoder.predict(resize_images(images, autoencoder.input_shape[1]),
+                                batch_size=batch_size, verbose=0)
+    return [np.squeeze(resize(r, img.shape[:2], order=1), axis=-1) if r.shape[-1] == 1
+            else resize(r, img.shape[:2], order=1) for r, img in zip(recon, images)]
+
+
 def smooth_maps(maps, size=3, sigma=1.0):
     """Less spotty anomaly maps: every pixel first takes the largest value around it (a
     size x size grey dilation: a thin defect's response widens to its neighbours and its peak

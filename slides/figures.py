@@ -226,7 +226,7 @@ def mvtec_l2_vs_ssim(run: Run):
     reconstructions (grey, as the image) and residual maps, next to the ground truth
     (notebook 05)."""
     from course_lib.experiments.mvtec import mvtec_autoencoder_experiment
-    from course_lib.images import resize_images
+    from course_lib.map_metrics import whole_image_reconstructions
     from course_lib.plots import plot_anomaly_maps
 
     data = run.bottle
@@ -239,11 +239,10 @@ def mvtec_l2_vs_ssim(run: Run):
                                                               profile=run.profile,
                                                               seed=run.seed,
                                                               return_details=True)
-        model, side = details["autoencoder"], data.x_test[0].shape[0]
-        small = resize_images([data.x_test[i] for i in show], model.input_shape[1])
         rebuilt = [None] * len(data.x_test)
-        for i, r in zip(show, model.predict(small, verbose=0)):
-            rebuilt[i] = resize_images([r[..., 0]], side)[0, ..., 0]
+        for i, r in zip(show, whole_image_reconstructions(details["autoencoder"],
+                                                          [data.x_test[i] for i in show])):
+            rebuilt[i] = r
         recons[f"{loss.upper()} reconstruction"] = rebuilt
         maps[f"{loss.upper()} residual"] = details["test_maps"]
     fig = plot_anomaly_maps(data.x_test, data.masks_test, maps, show, size=1.2,

@@ -375,3 +375,16 @@ def test_synthetic_defects_takes_one_kind_as_a_string():
     assert all(np.allclose(d[~m], i[~m]) for d, m, i in zip(damaged, masks, images))
     with pytest.raises(DataError, match="kinds"):
         synthetic_defects(images, kinds=("crack", "dent"))
+
+
+def test_whole_image_reconstructions_come_back_at_each_images_size(identity, grey_half):
+    from course_lib.map_metrics import whole_image_reconstructions
+
+    images = smooth_images(1, (64, 64), seed=1) + smooth_images(1, (70, 90), seed=2)
+    same = whole_image_reconstructions(identity, images)
+    assert [r.shape for r in same] == [(64, 64), (70, 90)]
+    np.testing.assert_allclose(same[0], images[0], atol=1e-5)   # no resizing at the model side
+    flat = whole_image_reconstructions(grey_half, images)
+    assert all(np.allclose(r, 0.5) for r in flat)
+    with pytest.raises(DataError):
+        whole_image_reconstructions(identity, [np.full((64, 64), 2.0)])

@@ -221,10 +221,10 @@ def check_category(data) -> None:
 def whole_images(args) -> bool:
     """Whether a run treats the category as objects (whole images at the profile's
     ``object_side``): ``--setting whole``, or ``auto`` and one of MVTec AD's objects."""
-    from course_lib.data.mvtec import MVTEC_OBJECTS
+    from course_lib.data.mvtec import default_setting
 
     setting = getattr(args, "setting", "auto")
-    return setting == "whole" or (setting == "auto" and args.category in MVTEC_OBJECTS)
+    return setting == "whole" or (setting == "auto" and default_setting(args.category) == "whole")
 
 
 def _load_category(args):

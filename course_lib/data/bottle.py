@@ -25,11 +25,10 @@ from pathlib import Path
 
 from course_lib.checks import DataError, check_positive_int
 from course_lib.config import Profile, data_dir, data_mode, get_profile
-from course_lib.data.common import (CacheItem, check_file, embedded_file, online_or_embedded,
-                                    path_size)
-from course_lib.data.mvtec import (IMAGE_EXTENSIONS, MVTEC_AD_LICENCE, MVTecData, image_size,
-                                   list_mvtec_files, load_mvtec, load_mvtec_folder, mvtec_dir)
-from course_lib.download import sha256_file
+from course_lib.data.common import CacheItem, online_or_embedded, path_size
+from course_lib.data.mvtec import (MVTEC_AD_LICENCE, MVTecData, image_size, list_mvtec_files,
+                                   load_mvtec, load_mvtec_folder, mvtec_dir,
+                                   verify_embedded_folder)
 
 BOTTLE_FOLDER = "mvtec_bottle"
 BOTTLE_CATEGORY = "bottle"
@@ -48,27 +47,8 @@ def _restore_hint() -> str:
 
 def _verify_embedded() -> Path:
     """Check every shipped file against SHA256SUMS (itself checked); return the folder."""
-    sums = embedded_file(f"{BOTTLE_FOLDER}/SHA256SUMS", BOTTLE_SUMS_SHA256,
-                         "Embedded MVTec AD bottle checksum list")
-    root, fix = sums.parent, _restore_hint()
-    listed = set()
-    for line in sums.read_text(encoding="utf-8").splitlines():
-        digest, _, name = line.partition("  ")
-        path = check_file(root / name, "Embedded MVTec AD bottle file", fix)
-        if sha256_file(path) != digest:
-            raise DataError(f"Embedded MVTec AD bottle file {path} is corrupted (sha256 differs "
-                            f"from SHA256SUMS). {fix}")
-        listed.add(path.relative_to(root).as_posix())
-    # an image added to the folder would be loaded too: only the listed files may be there
-    extra = sorted(p.relative_to(root).as_posix() for p in (root / BOTTLE_CATEGORY).rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                   and not p.name.startswith(".") and p.relative_to(root).as_posix() not in listed)
-    if extra:
-        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        raise DataError(f"Embedded MVTec AD bottle folder {root} holds an image not listed in "
-                        f"SHA256SUMS: {extra[0]}{more}. Remove it, or load your own copy with "
-                        f"load_bottle(path=...). {fix}")
-    return root
+    return verify_embedded_folder(BOTTLE_FOLDER, BOTTLE_CATEGORY, BOTTLE_SUMS_SHA256,
+                                  "MVTec AD bottle", "load_bottle(path=...)")
 
 
 def _files_side(root: Path) -> int:

@@ -21,9 +21,8 @@ from pathlib import Path
 
 from course_lib.checks import DataError
 from course_lib.config import Profile, data_dir, get_profile
-from course_lib.data.common import CacheItem, check_file, embedded_file, path_size
-from course_lib.data.mvtec import IMAGE_EXTENSIONS, MVTecData, load_mvtec_folder
-from course_lib.download import sha256_file
+from course_lib.data.common import CacheItem, path_size
+from course_lib.data.mvtec import MVTecData, load_mvtec_folder, verify_embedded_folder
 
 KOLEKTOR_FOLDER = "kolektorsdd"
 KOLEKTOR_CATEGORY = "kolektor"
@@ -34,28 +33,8 @@ KOLEKTOR_LICENCE = "CC BY-NC-SA 4.0"
 
 def _verify_embedded() -> Path:
     """Check every shipped file against SHA256SUMS (itself checked); return the folder."""
-    sums = embedded_file(f"{KOLEKTOR_FOLDER}/SHA256SUMS", KOLEKTOR_SUMS_SHA256,
-                         "Embedded KolektorSDD checksum list")
-    root = sums.parent
-    fix = (f"Restore it with `git checkout -- data/{KOLEKTOR_FOLDER}` (or re-clone the course).")
-    listed = set()
-    for line in sums.read_text(encoding="utf-8").splitlines():
-        digest, _, name = line.partition("  ")
-        path = check_file(root / name, "Embedded KolektorSDD file", fix)
-        if sha256_file(path) != digest:
-            raise DataError(f"Embedded KolektorSDD file {path} is corrupted (sha256 differs "
-                            f"from SHA256SUMS). {fix}")
-        listed.add(path.relative_to(root).as_posix())
-    # an image added to the folder would be loaded too: only the listed files may be there
-    extra = sorted(p.relative_to(root).as_posix() for p in (root / KOLEKTOR_CATEGORY).rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                   and not p.name.startswith(".") and p.relative_to(root).as_posix() not in listed)
-    if extra:
-        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        raise DataError(f"Embedded KolektorSDD folder {root} holds an image not listed in "
-                        f"SHA256SUMS: {extra[0]}{more}. Remove it, or load your own copy "
-                        f"with load_kolektor(path=...). {fix}")
-    return root
+    return verify_embedded_folder(KOLEKTOR_FOLDER, KOLEKTOR_CATEGORY, KOLEKTOR_SUMS_SHA256,
+                                  "KolektorSDD", "load_kolektor(path=...)")
 
 
 def load_kolektor(profile: Profile | str | None = None, path=None,

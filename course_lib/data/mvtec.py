@@ -39,7 +39,7 @@ import numpy as np
 
 from course_lib.checks import DataError, check_number, check_positive_int, quote
 from course_lib.config import cache_dir, data_mode
-from course_lib.data.common import CacheItem, path_size
+from course_lib.data.common import CacheItem, check_file, embedded_file, path_size
 from course_lib.download import (check_tar_readable, download_resumable, extract_tar_safely,
                                  sha256_file)
 from course_lib.sampling import seeded_subset
@@ -92,6 +92,42 @@ MVTEC_AD_DOWNLOADS = {
 }
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def default_setting(category: str) -> str:
+    """The MVTec AD paper's setting for a category: ``"whole"`` for its objects
+    (:data:`MVTEC_OBJECTS`: whole images, resized, rebuilt at once), ``"patches"`` for
+    everything else (textures and surfaces, rebuilt patch by patch at their own scale)."""
+    return "whole" if category in MVTEC_OBJECTS else "patches"
+
+
+def verify_embedded_folder(folder: str, category: str, sums_sha256: str, label: str,
+                           own_copy: str) -> Path:
+    """Check an MVTec-layout subset shipped in ``data/<folder>``: its ``SHA256SUMS`` against
+    ``sums_sha256``, every listed file against its sum, and that no unlisted image lies in
+    ``<category>/`` (it would be loaded too).  ``label`` names the data in errors (e.g.
+    ``"KolektorSDD"``), ``own_copy`` the call that loads a user's copy instead.  Returns the
+    folder; raises ``DataError`` saying how to restore it."""
+    sums = embedded_file(f"{folder}/SHA256SUMS", sums_sha256, f"Embedded {label} checksum list")
+    root = sums.parent
+    fix = f"Restore it with `git checkout -- data/{folder}` (or re-clone the course)."
+    listed = set()
+    for line in sums.read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.partition("  ")
+        path = check_file(root / name, f"Embedded {label} file", fix)
+        if sha256_file(path) != digest:
+            raise DataError(f"Embedded {label} file {path} is corrupted (sha256 differs "
+                            f"from SHA256SUMS). {fix}")
+        listed.add(path.relative_to(root).as_posix())
+    extra = sorted(p.relative_to(root).as_posix() for p in (root / category).rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                   and not p.name.startswith(".") and p.relative_to(root).as_posix() not in listed)
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise DataError(f"Embedded {label} folder {root} holds an image not listed in "
+                        f"SHA256SUMS: {extra[0]}{more}. Remove it, or load your own copy "
+                        f"with {own_copy}. {fix}")
+    return root
 
 
 def mvtec_dir() -> Path:

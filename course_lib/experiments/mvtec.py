@@ -17,7 +17,7 @@ from course_lib.baselines import TextureInspection, VariationModel
 from course_lib.checks import (DataError, check_class_labels, check_fraction, check_image_list,
                                check_mask_list, check_number, check_positive_int, quote)
 from course_lib.config import Profile, get_profile, set_seed
-from course_lib.data.mvtec import MVTEC_OBJECTS
+from course_lib.data.mvtec import default_setting
 from course_lib.features import (BACKBONE_KINDS, CORESETS, METHODS, Backbone, FeatureDictionary,
                                  PatchMemoryBank, learned_backbone, load_backbone)
 from course_lib.images import patch_size_for, random_patches, resize_images, with_flips
@@ -167,12 +167,6 @@ def _data_fields(data, x_fit, x_val, n_empty_masks: int) -> dict:
 
 #: The two settings of the MVTec paper's autoencoders.
 SETTINGS = ("whole", "patches")
-
-
-def default_setting(category: str) -> str:
-    """``"whole"`` for MVTec AD's objects (:data:`course_lib.data.mvtec.MVTEC_OBJECTS`: whole
-    images, resized, rebuilt at once, as in the paper), ``"patches"`` for everything else."""
-    return "whole" if category in MVTEC_OBJECTS else "patches"
 
 
 def object_sigma(side: int) -> float:
