@@ -18,6 +18,7 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``baselines``     PCA reconstruction, variation model, texture inspection
 - ``models``        the course's autoencoders (Keras)
 - ``training``      one compact progress bar for a whole ``fit``
+- ``vae``           variational autoencoders: sampling layer, KL term, ELBO training, scores
 - ``gan``           DCGAN, AnoGAN's latent search, f-AnoGAN's encoder
 - ``features``      CNN patch features, feature dictionary, PatchCore-style memory bank
 - ``plots``         the notebooks' figures
@@ -27,8 +28,8 @@ it so), and nothing imports the command-line tools at the bottom:
                     (``python -m course_lib.<tool>``)
 
 Importing ``course_lib``, ``config``, ``checks``, ``data.*``, ``metrics`` or a command-line tool
-is cheap; ``ssim``, ``models``, ``gan`` and what builds on them import Keras at the top, like the
-notebook cells they are saved from.
+is cheap; ``ssim``, ``models``, ``vae``, ``gan`` and what builds on them import Keras at the
+top, like the notebook cells they are saved from.
 """
 
 from course_lib.config import get_profile, set_seed

@@ -190,7 +190,7 @@ def check_image_list(x, name: str = "images", *, min_images: int = 1, min_side: 
                      what: str = "grayscale images", color: bool = False) -> list:
     """Validate images that may differ in size: a list of 2-D arrays (or one (N, H, W) array).
 
-    Real inspection photos rarely share one size, so the MVTec-style code (notebooks 05 and 07)
+    Real inspection photos rarely share one size, so the MVTec-style code (notebooks 05 and 08)
     works on lists.  Each image may also be (H, W, 1); returns a list of 2-D ``dtype`` arrays.
     Rejects the same things as :func:`check_image_batch`, naming the image (``images[3]``);
     a colour image (H, W, 3) is refused with a message saying how to get grey ones.

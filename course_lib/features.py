@@ -27,7 +27,7 @@ to its nearest neighbour in the bank.
 The whole evaluation (``python -m course_lib.bench mvtec-dictionary`` / ``mvtec-knn``) is
 :func:`course_lib.experiments.mvtec.mvtec_feature_experiment`.
 
-The cells saved from notebook 07 (:func:`patch_features`, :func:`knn_distance`,
+The cells saved from notebook 08 (:func:`patch_features`, :func:`knn_distance`,
 :func:`coreset_radius`, :func:`greedy_coreset`) use what the module imports at its top
 (NumPy, scikit-learn's ``NearestNeighbors``); the rest imports Keras, the rest of
 scikit-learn and scipy inside the functions.
@@ -68,7 +68,7 @@ HED_BLOCKS = (3, 4)
 #: HED's input convention (Caffe): BGR channels on 0-255, minus these means.
 HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 #: Images per batch through VGG16 (each 256 x 256 image takes about 80 MB of activations; two
-#: keep notebook 07 under Binder's 2 GB).
+#: keep notebook 08 under Binder's 2 GB).
 HED_BATCH = 2
 #: The greedy coreset of features with more dimensions is chosen on a seeded random
 #: projection to this many (Johnson-Lindenstrauss, as PatchCore does); the bank keeps them all.
@@ -461,7 +461,7 @@ def load_backbone(kind: str = "auto", seed: int = 0, verbose: bool = True) -> Ba
     -------
     Backbone
 
-    Taught in notebook 07.
+    Taught in notebook 08.
     """
     kinds = [k for k in BACKBONE_KINDS if k != "learned"]
     if kind not in kinds:
@@ -500,7 +500,7 @@ def patch_features(backbone, images, batch_size=None):
     pixels of each image.  Each image is first surrounded by its mirror image (MIRROR_CELLS
     features wide, cut off again after the CNN), so that the CNN's zero padding does not draw
     a dark frame that no good patch inside an image has.  Images per batch: ``batch_size``,
-    default ``backbone.batch_size``.  Taught in notebook 07."""
+    default ``backbone.batch_size``.  Taught in notebook 08."""
     if not isinstance(backbone, Backbone):
         raise DataError(f"backbone must be a Backbone from load_backbone(), got "
                         f"{type(backbone).__name__}.")
@@ -533,7 +533,7 @@ def patch_features(backbone, images, batch_size=None):
 def upsample_maps(patch_maps, shapes, sigma: float = 2.0) -> list:
     """Patch score maps (h, w) to pixel maps of the images' ``shapes``: bilinear, then Gaussian
     smoothing with ``sigma`` pixels (0: none), as PatchCore does.  Lists in, a list out.
-    Taught in notebook 07.
+    Taught in notebook 08.
     """
     from scipy import ndimage
 
@@ -556,7 +556,7 @@ def good_patch_features(backbone, images, max_patches, random_state=0) -> np.nda
     ``seeded_subset`` would keep of all maps stacked, but computed :data:`FEATURE_CHUNK` images
     at a time, so that memory holds those rows and a few feature maps, not every feature of
     every image (HED: 12.6 MB per 256-pixel image, 2.1 GB for 167 of them).
-    Used in notebook 07, and by the models' ``fit``."""
+    Used in notebook 08, and by the models' ``fit``."""
     if not isinstance(backbone, Backbone):
         raise DataError(f"backbone must be a Backbone from load_backbone(), got "
                         f"{type(backbone).__name__}.")
@@ -659,7 +659,7 @@ class FeatureDictionary(_PatchModel):
         Smoothing of the upsampled maps in pixels.
     random_state : int
 
-    Taught in notebook 07.
+    Taught in notebook 08.
     """
 
     def __init__(self, backbone=None, variance: float = 0.95, n_clusters: int = 10,
@@ -698,7 +698,7 @@ class FeatureDictionary(_PatchModel):
 def knn_distance(bank, features, k=1):
     """PatchCore's patch score: the mean Euclidean distance of each row of ``features`` (n, d)
     to its ``k`` nearest rows of the memory ``bank`` (m, d); with k = 1 (the default), the
-    distance to the nearest neighbour.  Returns (n,).  Taught in notebook 07."""
+    distance to the nearest neighbour.  Returns (n,).  Taught in notebook 08."""
     bank, features = check_features(bank, "bank"), check_features(features)
     if bank.shape[1] != features.shape[1]:
         raise DataError(f"features have {features.shape[1]} dimensions, the bank "
@@ -712,7 +712,7 @@ def knn_distance(bank, features, k=1):
 
 def coreset_radius(features, indices):
     """How well the rows ``indices`` of ``features`` cover all rows: the largest distance of
-    any row to its nearest chosen row (smaller = better coverage).  Taught in notebook 07."""
+    any row to its nearest chosen row (smaller = better coverage).  Taught in notebook 08."""
     f = check_features(features)
     idx = np.asarray(indices, dtype=int)
     if idx.ndim != 1 or len(idx) == 0 or idx.min() < 0 or idx.max() >= len(f):
@@ -723,7 +723,7 @@ def coreset_radius(features, indices):
 def greedy_coreset(features, n, random_state=0):
     """Indices of ``n`` rows of ``features`` (m, d) chosen by greedy k-center selection,
     PatchCore's coreset: start from one random row, then again and again add the row that is
-    farthest from every row chosen so far.  Taught in notebook 07."""
+    farthest from every row chosen so far.  Taught in notebook 08."""
     f = check_features(features)     # float32: fast, and precise enough to rank distances
     n = check_positive_int("n", n)
     if n > len(f):
@@ -781,7 +781,7 @@ class PatchMemoryBank(_PatchModel):
     sigma : float
     random_state : int
 
-    Taught in notebook 07.
+    Taught in notebook 08.
     """
 
     def __init__(self, backbone=None, coreset: str = "greedy", fraction: float = 0.1,

@@ -1,6 +1,6 @@
 """A small DCGAN for 28x28 digits, AnoGAN's latent search and an f-AnoGAN encoder.
 
-Taught in notebook 06 (``06_anogan.ipynb``): every public definition here but
+Taught in notebook 07 (``07_anogan.ipynb``): every public definition here but
 :func:`gan_health` is defined there, in a cell that starts with
 ``# Saved in course_lib.gan as ...``; a test keeps the two copies equal.
 
@@ -46,7 +46,7 @@ LATENT_DIM = 32
 
 
 def build_generator(latent_dim=LATENT_DIM):
-    """The generator G: z (latent_dim,) -> image (28, 28, 1) in [0, 1]. Taught in notebook 06."""
+    """The generator G: z (latent_dim,) -> image (28, 28, 1) in [0, 1]. Taught in notebook 07."""
     z = keras.Input(shape=(latent_dim,), name="z")
     h = layers.Dense(7 * 7 * 64)(z)
     h = layers.LeakyReLU(0.2)(h)
@@ -69,7 +69,7 @@ FEATURE_LAYER = "features"
 
 def build_discriminator():
     """The discriminator D: image (28, 28, 1) -> one logit (real > 0 > generated).
-    Taught in notebook 06."""
+    Taught in notebook 07."""
     image = keras.Input(shape=(28, 28, 1), name="image")
     h = layers.Conv2D(32, 4, strides=2, padding="same")(image)   # 28 -> 14
     h = layers.LeakyReLU(0.2)(h)
@@ -87,7 +87,7 @@ REAL_TARGET = 0.9
 
 
 class DCGAN(keras.Model):
-    """Trains G and D with ``fit``: each batch updates D, then G. Taught in notebook 06."""
+    """Trains G and D with ``fit``: each batch updates D, then G. Taught in notebook 07."""
     def __init__(self, generator, discriminator, latent_dim=LATENT_DIM, seed=0):
         super().__init__(name="dcgan")
         self.generator, self.discriminator, self.latent_dim = generator, discriminator, latent_dim
@@ -129,7 +129,7 @@ class DCGAN(keras.Model):
 
 class GANMonitor(keras.callbacks.Callback):
     """Keeps G(z) for the same fixed z every ``every`` epochs and after the last one.
-    Taught in notebook 06."""
+    Taught in notebook 07."""
 
     def __init__(self, z_fixed, every):
         super().__init__()
@@ -144,7 +144,7 @@ class GANMonitor(keras.callbacks.Callback):
 def train_dcgan(x_normal, profile=None, seed=0, latent_dim=LATENT_DIM, n_samples=10,
                 progress=False):
     """Train a fresh, seeded DCGAN on normal images only, for ``profile.gan_epochs`` epochs.
-    Returns ``(gan, history, samples)``. Taught in notebook 06."""
+    Returns ``(gan, history, samples)``. Taught in notebook 07."""
     prof = get_profile(profile)
     x = add_channel(x_normal, "x_normal")           # floats in [0, 1], shape (N, 28, 28, 1)
     epochs = check_positive_int("profile.gan_epochs", prof.gan_epochs)
@@ -204,7 +204,7 @@ def gan_health(generator, discriminator, x_real, n: int = 200, seed: int = 0) ->
         ``warnings``: a list of plain-language findings (empty when nothing looks wrong);
         ``ok``: no warnings.
 
-    Used in notebook 06.
+    Used in notebook 07.
     """
     real = add_channel(x_real, "x_real")
     n = min(check_positive_int("n", n), len(real))
@@ -238,14 +238,14 @@ def gan_health(generator, discriminator, x_real, n: int = 200, seed: int = 0) ->
 
 
 def feature_extractor(discriminator):
-    """A model image -> D's ``"features"`` layer (it shares D's weights). Taught in notebook 06."""
+    """A model image -> D's ``"features"`` layer (it shares D's weights). Taught in notebook 07."""
     features = discriminator.get_layer(FEATURE_LAYER).output
     return keras.Model(discriminator.input, features, name="discriminator_features")
 
 
 def anogan_loss(generator, features, x, z, lam=0.1):
     """AnoGAN's loss per image, (1 - lam) R + lam D, and its two parts R and D.
-    Taught in notebook 06."""
+    Taught in notebook 07."""
     g = generator(z, training=False)                                    # G(z), (N, 28, 28, 1)
     # residual loss R: mean |x - G(z)| over the pixels
     residual = ops.mean(ops.abs(x - g), axis=(1, 2, 3))
@@ -258,7 +258,7 @@ def anogan_loss(generator, features, x, z, lam=0.1):
 def anogan_search(generator, discriminator, x, steps, lam=0.1, learning_rate=0.05, seed=0,
                   progress=False):
     """AnoGAN's latent search: Adam steps on z only (G and D frozen), then the loss at the
-    final z is the anomaly score. Taught in notebook 06."""
+    final z is the anomaly score. Taught in notebook 07."""
     x = add_channel(x)                                # floats in [0, 1], shape (N, 28, 28, 1)
     steps, lam = check_positive_int("steps", steps), check_number("lam", lam, 0.0, 1.0)
     features = feature_extractor(discriminator)
@@ -292,7 +292,7 @@ def anogan_search(generator, discriminator, x, steps, lam=0.1, learning_rate=0.0
 
 
 def build_encoder(latent_dim=LATENT_DIM):
-    """The encoder E: image (28, 28, 1) -> z (latent_dim,), shaped like D. Taught in notebook 06."""
+    """The encoder E: image (28, 28, 1) -> z (latent_dim,), shaped like D. Taught in notebook 07."""
     image = keras.Input(shape=(28, 28, 1), name="image")
     h = layers.Conv2D(32, 4, strides=2, padding="same")(image)
     h = layers.LeakyReLU(0.2)(h)
@@ -305,7 +305,7 @@ def build_encoder(latent_dim=LATENT_DIM):
 
 def train_encoder(generator, x_normal, profile=None, seed=0, epochs=None, progress=False):
     """f-AnoGAN's "izi" training: fit E so that G(E(x)) ~ x on normal images, with G frozen.
-    Returns E. Taught in notebook 06."""
+    Returns E. Taught in notebook 07."""
     prof = get_profile(profile)
     x = add_channel(x_normal, "x_normal")
     epochs = check_positive_int("epochs", prof.gan_epochs if epochs is None else epochs)
@@ -330,7 +330,7 @@ def encoder_scores(generator, discriminator, encoder, x, kappa=FANOGAN_KAPPA):
     """f-AnoGAN's score at z = E(x), one forward pass instead of a search (Schlegl et al.,
     2019): A(x) = A_R(x) + kappa * A_D(x), with A_R the mean squared pixel residual
     (x - G(E(x)))^2 and A_D the mean squared residual of D's features, (f(x) - f(G(E(x))))^2.
-    Taught in notebook 06."""
+    Taught in notebook 07."""
     x = add_channel(x)
     kappa = check_number("kappa", kappa, 0.0)
     z = encoder(x, training=False)

@@ -3,7 +3,7 @@
 - :func:`to_float`, :func:`flatten`, :func:`add_channel`: uint8 digits -> float32 in [0, 1],
   as (N, 784) vectors for dense models or (N, 28, 28, 1) for convolutional ones;
 - :func:`add_noise`: the noisy inputs of a denoising autoencoder;
-- patches of images of any size (notebooks 05 and 07): :func:`patch_size_for` chooses a patch
+- patches of images of any size (notebooks 05 and 08): :func:`patch_size_for` chooses a patch
   size from the data, :func:`random_patches` cuts training patches, :func:`patch_corners` and
   :func:`stitch_patches` tile an image with overlapping patches and average what comes back.
 

@@ -8,7 +8,7 @@ share layers, so after training the autoencoder you can encode and decode separa
 - :func:`build_one_class_autoencoder` (notebook 03), :func:`build_tabular_autoencoder`
   (notebook 04), :func:`build_mvtec_autoencoder` (notebook 05);
 - :func:`build_conv1d_autoencoder` with :func:`conv1d_encoder` and :func:`conv1d_decoder`
-  (notebook 08: sequences such as heartbeats).
+  (notebook 09: sequences such as heartbeats).
 
 Each builder is defined in the notebook that teaches it (the cell that starts with
 ``# Saved in course_lib.models as ...``); a test keeps the two copies equal.
@@ -238,7 +238,7 @@ def build_object_autoencoder(side=128, channels=1, loss="ssim", code_size=OBJECT
     return autoencoder, encoder, decoder
 
 
-#: Notebook 08's Conv1D autoencoder for heartbeats of 140 samples: two strided Conv1D stages
+#: Notebook 09's Conv1D autoencoder for heartbeats of 140 samples: two strided Conv1D stages
 #: (140 -> 70 -> 35 time steps), kernels of 7 samples, and a dense code of 16 numbers.
 ECG_FILTERS = (32, 16)
 ECG_KERNEL_SIZE = 7
@@ -247,12 +247,12 @@ ECG_CODE_SIZE = 16
 
 def conv1d_encoder(length: int = 140, filters: tuple = ECG_FILTERS,
                    kernel_size: int = ECG_KERNEL_SIZE, code_size: int = ECG_CODE_SIZE):
-    """Encoder of notebook 08's Conv1D autoencoder: a sequence of ``length`` samples -> a code.
+    """Encoder of notebook 09's Conv1D autoencoder: a sequence of ``length`` samples -> a code.
 
     Each entry of ``filters`` adds a ``Conv1D`` with ``strides=2``: ``filters[i]`` kernels of
     ``kernel_size`` samples slide along the time axis, and every second position is kept, so
     the sequence gets twice shorter (140 -> 70 -> 35).  A ``Dense`` layer turns the last
-    feature map into a code of ``code_size`` numbers.  Taught in notebook 08.
+    feature map into a code of ``code_size`` numbers.  Taught in notebook 09.
     """
     inputs = keras.Input(shape=(length,), name="sequence")
     h = layers.Reshape((length, 1), name="add_channel")(inputs)  # Conv1D wants (steps, channels)
@@ -266,13 +266,13 @@ def conv1d_encoder(length: int = 140, filters: tuple = ECG_FILTERS,
 
 def conv1d_decoder(length: int = 140, filters: tuple = ECG_FILTERS,
                    kernel_size: int = ECG_KERNEL_SIZE, code_size: int = ECG_CODE_SIZE):
-    """Decoder of notebook 08's Conv1D autoencoder: a code -> a sequence of ``length`` samples.
+    """Decoder of notebook 09's Conv1D autoencoder: a code -> a sequence of ``length`` samples.
 
     The encoder in reverse: a ``Dense`` layer and a ``Reshape`` turn the code into a short
     feature map (35 steps of ``filters[-1]`` channels), each ``Conv1DTranspose`` with
     ``strides=2`` doubles its length (35 -> 70 -> 140), and a last ``Conv1D`` with one filter
     and no activation gives one value per time step (z-normalised beats can be negative).
-    Taught in notebook 08.
+    Taught in notebook 09.
     """
     steps = length // 2 ** len(filters)                  # time steps left after the encoder
     code_in = keras.Input(shape=(code_size,), name="code_in")
@@ -300,7 +300,7 @@ def build_conv1d_autoencoder(length: int = 140, filters: tuple = ECG_FILTERS,
     -------
     (autoencoder, encoder, decoder) : compiled ``keras.Model`` and its two halves.
 
-    Taught in notebook 08.
+    Taught in notebook 09.
     """
     length = check_positive_int("length", length)
     filters = check_positive_ints("filters", filters)

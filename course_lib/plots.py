@@ -1,7 +1,7 @@
 """Figures used in the notebooks (matplotlib, imported inside the functions).
 
 - images: :func:`plot_image_rows`, :func:`plot_reconstructions`;
-- training: :func:`plot_history`; codes: :func:`plot_latent_2d`;
+- training: :func:`plot_history`; codes: :func:`plot_latent_2d`, :func:`plot_digit_grid`;
 - anomaly scores: :func:`plot_score_histograms`, :func:`plot_roc_pr`, :func:`plot_confusion`,
   :func:`threshold_explorer` (a slider in Jupyter, a static figure elsewhere).
 """
@@ -132,6 +132,29 @@ def plot_latent_2d(codes, labels, ax=None, title: str = "Latent space", max_poin
     return ax
 
 
+def plot_digit_grid(images, n_cols: int, ax=None, title: str | None = None):
+    """Tile digits (flat 784-vectors or 28 x 28 images, row by row) into one grey picture of
+    ``n_cols`` columns, with no gaps: a decoded latent grid reads as one map.  Returns the Axes.
+    Taught in notebook 06.
+    """
+    import matplotlib.pyplot as plt
+
+    imgs = _as_images(images)
+    n_cols = int(n_cols)
+    if n_cols < 1 or len(imgs) % n_cols:
+        raise DataError(f"{len(imgs)} images do not fill rows of n_cols={n_cols}.")
+    h, w = imgs.shape[1:]
+    tiled = imgs.reshape(-1, n_cols, h, w).transpose(0, 2, 1, 3).reshape(-1, n_cols * w)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.45 * n_cols, 0.45 * len(imgs) / n_cols))
+    ax.imshow(tiled, cmap="gray", vmin=0.0, vmax=1.0 if tiled.max() <= 1 else 255)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
 def plot_anomaly_maps(images, masks, maps: dict, indices, titles=None, size: float = 1.6,
                       reconstructions: dict | None = None):
     """For the test images ``indices``: the image, each model's reconstruction (optional), the
@@ -141,7 +164,7 @@ def plot_anomaly_maps(images, masks, maps: dict, indices, titles=None, size: flo
     one colour scale, from the lowest to the highest value of its maps shown (bright = more
     anomalous than the rest of the row; log-likelihood maps may be negative).  Images may
     differ in size.  Returns the Figure.
-    Used in notebooks 05 and 07.
+    Used in notebooks 05, 06 and 08.
     """
     import matplotlib.pyplot as plt
 
@@ -158,7 +181,9 @@ def plot_anomaly_maps(images, masks, maps: dict, indices, titles=None, size: flo
                              figsize=(size * len(indices), size * aspect * len(rows) * 0.9 + 0.4))
     limits = {}                              # one colour scale per map row
     for label, arr, cmap in rows[n_grey:]:
-        shown = [np.asarray(arr[i], dtype=np.float32) for i in indices]
+        shown = [np.asarray(arr[i], dtype=np.float32) for i in indices if arr[i] is not None]
+        if not shown:
+            raise DataError(f"no map of {label!r} for the images shown.")
         low, high = min(float(m.min()) for m in shown), max(float(m.max()) for m in shown)
         limits[label] = (low, max(high, low + 1e-12))
     for c, i in enumerate(indices):
@@ -204,7 +229,7 @@ def plot_score_histograms(scores_by_group: dict, threshold=None, log_y: bool = T
     -------
     matplotlib Axes
 
-    Taught in notebook 03; used in notebooks 04, 06 and 08.
+    Taught in notebook 03; used in notebooks 04, 07 and 09.
     """
     import matplotlib.pyplot as plt
 
@@ -255,7 +280,7 @@ def plot_roc_pr(y_true, scores_by_model: dict, axes=None):
     -------
     matplotlib Figure
 
-    Taught in notebook 03; used in notebooks 04, 06 and 08.
+    Taught in notebook 03; used in notebooks 04, 07 and 09.
     """
     import matplotlib.pyplot as plt
     from sklearn.metrics import (average_precision_score, precision_recall_curve,

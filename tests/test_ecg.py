@@ -1,4 +1,4 @@
-"""ECG heartbeats (notebook 08): reading UCR text and CSV files, the embedded beats, the verified
+"""ECG heartbeats (notebook 09): reading UCR text and CSV files, the embedded beats, the verified
 download, windows of a long series, the Conv1D autoencoder, the split, the experiment and
 ``python -m course_lib.bench ecg`` (in-process).
 

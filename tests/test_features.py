@@ -1,4 +1,4 @@
-"""Tests of notebook 07's helpers (``course_lib.features``): backbones (random, learned from
+"""Tests of notebook 08's helpers (``course_lib.features``): backbones (random, learned from
 the good images, pretrained online, HED's pretrained VGG16 offline), patch features of grey and
 colour images of any sizes, the feature dictionary and the PatchCore-style memory bank.  No
 internet: the pretrained path is tried end to end with a small network whose weights a local
@@ -447,7 +447,7 @@ def test_patch_features_have_no_border_frame():
 
 
 def test_patch_features_without_mirror_are_the_plain_cnn(monkeypatch):
-    """MIRROR_CELLS = 0 (notebook 07's suggested experiment) gives the zero-padded CNN's own
+    """MIRROR_CELLS = 0 (notebook 08's suggested experiment) gives the zero-padded CNN's own
     feature maps, not empty ones."""
     monkeypatch.setattr(F, "MIRROR_CELLS", 0)
     img = np.random.default_rng(0).random((40, 56)).astype(np.float32)

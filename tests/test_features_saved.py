@@ -1,4 +1,4 @@
-"""The code notebook 07 saves in ``course_lib.features``: the memory bank's nearest-neighbour
+"""The code notebook 08 saves in ``course_lib.features``: the memory bank's nearest-neighbour
 score (:func:`knn_distance`), the coverage radius and the greedy k-center coreset, checked
 against brute-force NumPy."""
 

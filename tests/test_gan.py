@@ -1,4 +1,4 @@
-"""Tests of course_lib.gan (notebook 06): DCGAN, AnoGAN latent search, f-AnoGAN encoder."""
+"""Tests of course_lib.gan (notebook 07): DCGAN, AnoGAN latent search, f-AnoGAN encoder."""
 
 import dataclasses
 

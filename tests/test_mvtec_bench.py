@@ -1,4 +1,4 @@
-"""Tests of the MVTec-style experiments of notebooks 05 and 07 (``course_lib.experiments.mvtec``)
+"""Tests of the MVTec-style experiments of notebooks 05 and 08 (``course_lib.experiments.mvtec``)
 and of the commands ``python -m course_lib.bench mvtec|mvtec-baseline|mvtec-dictionary|
 mvtec-knn``, called in-process on a tiny folder of NON-square photos of different heights.
 

@@ -269,3 +269,32 @@ def test_anomaly_maps_draw_reconstructions_grey_on_0_1_after_the_image():
     assert len(only.axes[2].images) == 0
     plain = plot_anomaly_maps(images, masks, maps, [0], reconstructions={})
     assert [ax.get_ylabel() for ax in plain.axes] == ["image", "ground truth", "L2 map"]
+
+
+def test_digit_grid_tiles_row_by_row_and_checks_the_count():
+    from course_lib.checks import DataError
+    from course_lib.plots import plot_digit_grid
+
+    images = np.zeros((6, 28, 28), np.float32)
+    for i in range(6):
+        images[i] = i / 5                          # each tile one grey level
+    ax = plot_digit_grid(images.reshape(6, 784), 3, title="grid")
+    tiled = ax.get_images()[0].get_array()
+    assert tiled.shape == (56, 84)                 # 2 rows x 3 columns of 28 x 28
+    assert np.isclose(tiled[0, 30], 0.2) and np.isclose(tiled[30, 0], 0.6)   # (0,1) and (1,0)
+    plt.close("all")
+    with pytest.raises(DataError, match="do not fill rows"):
+        plot_digit_grid(images[:5], 3)
+
+
+def test_anomaly_maps_leave_missing_maps_blank():
+    from course_lib.checks import DataError
+    from course_lib.plots import plot_anomaly_maps
+
+    images = [np.zeros((8, 8))] * 3
+    maps = {"kept elsewhere": [None, np.ones((8, 8)), None], "here": [np.ones((8, 8))] * 3}
+    fig = plot_anomaly_maps(images, images, maps, [1])
+    assert len(fig.axes) == 4
+    plt.close("all")
+    with pytest.raises(DataError, match="no map of 'kept elsewhere'"):
+        plot_anomaly_maps(images, images, maps, [0, 2])

@@ -141,3 +141,43 @@ def test_a_record_under_a_colliding_file_name_is_not_taken_for_another(cache, ca
     found, missing = load_results(["AE_SSIM"])            # same file name, other result
     assert found == {} and missing == ["AE_SSIM"]
     assert "not 'AE_SSIM'" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- maps
+def test_maps_round_trip_as_float16_and_atomically(cache):
+    from course_lib.results import load_maps, save_maps
+
+    rng = np.random.default_rng(0)
+    maps = {"3": rng.uniform(0, 1, (8, 6)), "17": rng.uniform(0, 1, (8, 6))}
+    shipped = _data("embedded", ["good/000.png", "broken_large/001.png"])
+    path = save_maps("bottle AE-L2", maps, notebook="05", data=shipped)
+    assert path.name == "bottle_AE-L2.npz" and files(cache) == ["results/fast/bottle_AE-L2.npz"]
+    held = load_maps("bottle AE-L2", data=shipped)
+    assert sorted(held) == ["17", "3"] and held["3"].dtype == np.float32
+    assert np.allclose(held["3"], maps["3"], atol=1e-3)          # float16 keeps 3 digits
+    assert load_maps("bottle AE-SSIM") is None                    # never saved
+    assert load_maps("bottle AE-L2", profile="workshop") is None  # another profile
+
+
+def test_maps_from_other_images_damaged_or_misnamed_are_refused_with_a_reason(cache, capsys):
+    from course_lib.results import load_maps, save_maps
+
+    shipped = _data("embedded", ["good/000.png"])
+    path = save_maps("AE L2", {"0": np.zeros((4, 4))}, notebook="05", data=shipped)
+    assert load_maps("AE L2", data=_data("online", ["good/000.png"])) is None
+    assert "other test images" in capsys.readouterr().out
+    assert load_maps("AE_L2") is None                              # same file, other name
+    assert "not 'AE_L2'" in capsys.readouterr().out
+    path.write_bytes(b"not an npz file")
+    assert load_maps("AE L2") is None
+    assert "damaged" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("maps, word", [({}, "non-empty"), ({"0": np.zeros((2, 2, 2))}, "2-D"),
+                                        ({"0": np.full((2, 2), np.nan)}, "finite")])
+def test_bad_maps_are_refused_before_anything_is_written(cache, maps, word):
+    from course_lib.results import save_maps
+
+    with pytest.raises(DataError, match=word):
+        save_maps("x", maps, notebook="05")
+    assert not cache.exists() or files(cache) == []

@@ -6,9 +6,11 @@
         Run every notebook in each profile; record wall seconds and the kernel's peak memory.
 
     python -m course_lib.bench mnist-one-class --train TRAIN.npz --test TEST.npz --digit D [D ...]
-                                               [--profile P] [--seed S]
+                                               [--profile P] [--seed S] [--model ae|vae]
         Train the one-class autoencoder on digit D of TRAIN only, score every TEST image by
         reconstruction error, compare with a PCA reconstruction baseline on the same split.
+        --model vae also trains notebook 06's variational autoencoder on the same images and
+        adds its AUROCs (vae_auroc and one per score) to the same JSON line.
 
     python -m course_lib.bench creditcard --csv FILE [--profile P] [--seed S]
                                           [--scaling standard|quantile] [--test-fraction F]
@@ -126,7 +128,8 @@ def _cmd_mnist_one_class(args) -> int:
     results = []
     for digit in args.digit:
         results.append(mnist_one_class_experiment(x_train, y_train, x_test, y_test, digit,
-                                                  profile=args.profile, seed=args.seed))
+                                                  profile=args.profile, seed=args.seed,
+                                                  model=args.model))
         print(json.dumps(results[-1]), flush=True)
     if len(results) > 1:  # several digits: the last line summarises them
         print(json.dumps({
@@ -134,6 +137,8 @@ def _cmd_mnist_one_class(args) -> int:
             "mean_auroc": round(float(np.mean([r["auroc"] for r in results])), 4),
             "mean_baseline_pca_auroc": round(float(np.mean(
                 [r["baseline_pca_auroc"] for r in results])), 4),
+            **({"mean_vae_auroc": round(float(np.mean([r["vae_auroc"] for r in results])), 4)}
+               if args.model == "vae" else {}),
             "seconds": round(sum(r["seconds"] for r in results), 1),
             "profile": results[0]["profile"], "n_test": results[0]["n_test"]}))
     return 0
@@ -553,6 +558,8 @@ def build_parser() -> ArgumentParser:
                     nargs="+", help="normal digit(s) 0-9; with several, a summary line comes last")
     oc.add_argument("--profile", type=profile_name, default=None, help="fast | workshop | full")
     oc.add_argument("--seed", default=0, type=seed_value)
+    oc.add_argument("--model", default="ae", choices=("ae", "vae"),
+                    help="ae: the autoencoder and PCA; vae: also notebook 06's VAE")
     oc.set_defaults(func=_cmd_mnist_one_class)
 
     cc = sub.add_parser("creditcard", help="credit-card fraud: AE vs Isolation Forest and PCA")

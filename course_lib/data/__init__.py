@@ -1,16 +1,16 @@
 """Datasets: one loader module per dataset, each with an online and an offline path.
 
-- :mod:`course_lib.data.mnist`: MNIST digits (notebooks 01-03, 06);
+- :mod:`course_lib.data.mnist`: MNIST digits (notebooks 01-03, 07);
 - :mod:`course_lib.data.creditcard`: the ULB credit-card transactions (notebook 04);
 - :mod:`course_lib.data.mvtec`: any folder in MVTec AD layout (grey or colour), and the real
   MVTec AD download;
-- :mod:`course_lib.data.textures`: the offline MVTec-style texture set (notebooks 05, 07);
+- :mod:`course_lib.data.textures`: the offline MVTec-style texture set (notebooks 05, 08);
 - :mod:`course_lib.data.kolektor`: real surface cracks (KolektorSDD) in MVTec layout, a
-  subset shipped for offline use (notebooks 05, 07);
+  subset shipped for offline use (notebooks 05, 08);
 - :mod:`course_lib.data.bottle`: MVTec AD's bottle (real objects, whole square images): a
-  256-pixel grey subset shipped for offline use, or the full download (notebooks 05, 07);
+  256-pixel grey subset shipped for offline use, or the full download (notebooks 05, 08);
 - :mod:`course_lib.data.ecg`: ECG heartbeats, and any fixed-length windows of a series
-  (notebook 08);
+  (notebook 09);
 - :mod:`course_lib.data.cache`: what is cached, and fetching everything before a workshop
   (``python -m course_lib.data prefetch|status``);
 - :mod:`course_lib.data.common`: what the loaders share (the online-or-embedded rule, the

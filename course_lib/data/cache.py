@@ -87,7 +87,7 @@ def _advice(item: str, exc: BaseException | None = None) -> str:
         fix = (f"The cached copy is bad: delete {cached} and run prefetch --ecg again"
                if cached.exists() else "Check the network (storage.googleapis.com must "
                "answer) and run prefetch --ecg again")
-        return f"{fix}. Without it notebook 08 uses the embedded beats."
+        return f"{fix}. Without it notebook 09 uses the embedded beats."
     if item == "textures":
         return ("Needs scikit-image (pip install -r requirements.txt) and a writable cache "
                 "folder (set COURSE_CACHE_DIR).")

@@ -1,4 +1,4 @@
-"""ECG heartbeats (notebook 08): the 4,998-beat CSV online, real beats embedded, or your file.
+"""ECG heartbeats (notebook 09): the 4,998-beat CSV online, real beats embedded, or your file.
 
 ECG5000 (UCR Time Series Classification Archive; Dau, Keogh et al. 2018) holds 5,000
 heartbeats of one long ECG recording (record chf07 of PhysioNet's BIDMC Congestive Heart
@@ -349,7 +349,7 @@ def sliding_windows(series, length: int, stride: int = 1):
 
     Returns ``(windows, starts)``: ``windows[i]`` is ``series[starts[i]:starts[i] + length]``,
     shape (n_windows, length); samples at the end that do not fill a whole window are left out.
-    Taught in notebook 08.
+    Taught in notebook 09.
     """
     series = check_series(series, length, stride)
     starts = np.arange(0, len(series) - length + 1, stride)     # where each window begins
@@ -434,7 +434,7 @@ def load_ecg(source: str | None = None, path=None, layout: str = "auto",
     -------
     ECGData
 
-    Taught in notebook 08.
+    Taught in notebook 09.
     """
     note = ""
     if path is not None:

@@ -7,11 +7,11 @@ baselines) and returns a dict of metrics, the same fields that ``python -m cours
 split and the scores, for figures of the very same run.  ``split_*`` make the splits,
 ``train_*`` train one model.
 
-- ``experiments.one_class``   MNIST one-class (notebooks 03 and 06, ``bench mnist-one-class``)
+- ``experiments.one_class``   MNIST one-class (notebooks 03, 06 and 07, ``bench mnist-one-class``)
 - ``experiments.creditcard``  credit-card fraud (notebook 04, ``bench creditcard``)
-- ``experiments.mvtec``       MVTec-style images (notebooks 05 and 07, ``bench mvtec``,
+- ``experiments.mvtec``       MVTec-style images (notebooks 05, 06 and 08, ``bench mvtec``,
   ``mvtec-dictionary``, ``mvtec-knn``, ``ssim-speed``)
-- ``experiments.ecg``         ECG heartbeats (notebook 08, ``bench ecg``)
+- ``experiments.ecg``         ECG heartbeats (notebook 09, ``bench ecg``)
 
 The modules do not import one another.
 """

@@ -1,4 +1,4 @@
-"""ECG heartbeats: the runs of notebook 08 (``bench ecg``).
+"""ECG heartbeats: the runs of notebook 09 (``bench ecg``).
 
 :func:`split_ecg`, :func:`split_ecg_files`, :func:`train_ecg_autoencoder`,
 :func:`ecg_baselines`, :func:`ecg_recall_per_class`, :func:`ecg_experiment`.
@@ -120,7 +120,7 @@ def split_ecg(x, y, test_fraction: float = ECG_TEST_FRACTION, seed: int = 0) -> 
     -------
     ECGSplit
 
-    Taught in notebook 08.
+    Taught in notebook 09.
     """
     test_fraction = check_fraction("test_fraction", test_fraction, allow_one=False)
     x, y = _ecg_beats(x, y, "ECG data")
@@ -159,7 +159,7 @@ def train_ecg_autoencoder(x_train, x_val, profile=None, seed=0, progress=False):
     ``ECG_BATCH_SIZE`` beats, seeded.  Early stopping watches the loss on the validation
     normals ``x_val`` (never trained on), stops after ``ECG_PATIENCE`` epochs without
     improvement and keeps the best weights.  Returns ``(autoencoder, history)``.
-    Taught in notebook 08.
+    Taught in notebook 09.
     """
     prof = get_profile(profile)
     x = check_matrix(x_train, "x_train", min_rows=2)       # (beats, samples)
@@ -184,7 +184,7 @@ def ecg_baselines(split: ECGSplit, seed: int = 0) -> dict:
     ``ECG_PCA_COMPONENTS`` components (as many as the autoencoder's code);
     ``"Isolation Forest"``: scikit-learn's, ``ECG_IFOREST_TREES`` trees, score = minus its
     ``score_samples``; ``"nearest normal beat"``: the Euclidean distance from each test beat
-    to the closest training beat.  Taught in notebook 08.
+    to the closest training beat.  Taught in notebook 09.
     """
     from sklearn.ensemble import IsolationForest
     from sklearn.neighbors import NearestNeighbors
@@ -202,7 +202,7 @@ def ecg_baselines(split: ECGSplit, seed: int = 0) -> dict:
 def ecg_recall_per_class(y_test, flagged) -> dict:
     """Which kinds of abnormal beat a detector catches: ``{label: (flagged, beats)}`` for
     every abnormal label in ``y_test`` (``flagged``: booleans, one per beat).
-    Taught in notebook 08."""
+    Taught in notebook 09."""
     y = np.asarray(y_test)
     flagged = np.asarray(flagged, dtype=bool)
     if flagged.shape != y.shape:

@@ -1,10 +1,11 @@
-"""MVTec-style images: the runs of notebooks 05 and 07 (``bench mvtec``, ``mvtec-dictionary``,
-``mvtec-knn``, ``ssim-speed``).
+"""MVTec-style images: the runs of notebooks 05, 06 and 08 (``bench mvtec``,
+``mvtec-dictionary``, ``mvtec-knn``, ``ssim-speed``).
 
 :func:`split_good_images`, :func:`patch_geometry`, :func:`train_mvtec_autoencoder`,
 :func:`mvtec_baseline_maps`, :func:`mvtec_autoencoder_experiment`,
 :func:`mvtec_baseline_experiment`, :func:`feature_backbone`, :func:`mvtec_feature_experiment`,
-:func:`ssim_speed_experiment`.
+:func:`ssim_speed_experiment`; for whole objects :func:`train_object_autoencoder` and
+:func:`train_object_vae`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from course_lib.map_metrics import (check_residual, evaluate_anomaly_maps, resid
 from course_lib.models import build_mvtec_autoencoder, build_object_autoencoder
 from course_lib.sampling import seeded_split
 from course_lib.training import epoch_progress
+from course_lib.vae import build_object_vae
 
 
 #: Share of the defect-free training images kept apart (never trained on) to set the threshold.
@@ -111,6 +113,20 @@ def train_object_autoencoder(images, loss, side, epochs, batch_size=OBJECT_BATCH
     history = autoencoder.fit(x, x, epochs=epochs, batch_size=batch_size, shuffle=True,
                               callbacks=callbacks, verbose=0)
     return autoencoder, history
+
+
+def train_object_vae(images, side, epochs, batch_size=OBJECT_BATCH_SIZE, seed=0,
+                     progress=True):
+    """Train notebook 06's whole-image VAE (``build_object_vae``) on defect-free objects,
+    exactly as ``train_object_autoencoder`` trains the autoencoders: the same sizes, mirror
+    images, batches, epochs and seed.  Returns ``(vae, history)``.  Taught in notebook 06."""
+    set_seed(seed)
+    x = with_flips(resize_images(images, side))
+    vae = build_object_vae(side, x.shape[-1], seed=seed)
+    callbacks = [epoch_progress(epochs, "whole-image VAE")] if progress else []
+    history = vae.fit(x, epochs=epochs, batch_size=batch_size, shuffle=True,
+                      callbacks=callbacks, verbose=0)
+    return vae, history
 
 
 def common_crop(images) -> list:
