@@ -8,7 +8,8 @@ Conventions (notebooks 03 and 04): label 1 = anomaly, 0 = normal; a sample is fl
 anomaly iff ``score > threshold``.
 
 - scores: :func:`reconstruction_error`, :func:`anomaly_scores`
-- thresholds: :func:`threshold_percentile` (normal validation data only),
+- thresholds: :func:`threshold_percentile` and :func:`threshold_conformal` (normal validation
+  data only; the second with a guaranteed false-alarm rate),
   :func:`threshold_best_f1` and :func:`threshold_min_cost` (labelled data),
   :func:`threshold_alert_budget` (unlabelled data and a review capacity)
 - evaluation: :func:`evaluate` (AUROC, AUPRC and, for a threshold, precision, recall, F1,
@@ -105,6 +106,21 @@ def threshold_percentile(normal_scores, percentile: float = 99.0) -> float:
     s = check_scores(normal_scores, "normal_scores")
     p = check_number("percentile", percentile, 0.0, 100.0)
     return float(np.percentile(s, p))
+
+
+def threshold_conformal(normal_scores, alpha=0.05):
+    """Split-conformal threshold from the scores of n normal calibration samples: the
+    ceil((n + 1)(1 - alpha))-th smallest. A new normal sample drawn like them (exchangeable)
+    scores above it with probability at most alpha, whatever the scores' distribution; flag
+    iff score > threshold. Needs n >= 1/alpha - 1 scores. Taught in notebook 03."""
+    s = np.sort(check_scores(normal_scores, "normal_scores"))
+    alpha = check_number("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
+    k = int(np.ceil((len(s) + 1) * (1 - alpha)))       # rank of the threshold, 1-based
+    if k > len(s):
+        raise DataError(f"{len(s)} calibration scores cannot guarantee alpha = {alpha:g}: the "
+                        f"rule needs at least {int(np.ceil(1 / alpha)) - 1}. Keep more normal "
+                        f"data apart for calibration, or accept a larger alpha.")
+    return float(s[k - 1])
 
 
 def threshold_best_f1(y_true, scores) -> float:

@@ -331,3 +331,46 @@ def test_precision_at_rate_rejects_bad_input():
         precision_recall_at_rate([0, 0, 0], [0.1, 0.2, 0.3], rate=0.1)
     with pytest.raises(ValueError, match="same length"):
         precision_recall_at_rate([0, 1], S_HAND, rate=0.1)
+
+
+# --------------------------------------------------------------------------- conformal threshold
+def test_conformal_threshold_is_the_right_order_statistic():
+    from course_lib.metrics import threshold_conformal
+
+    scores = np.arange(1.0, 20.0)                      # n = 19 scores 1..19
+    assert threshold_conformal(scores, alpha=0.05) == 19.0    # ceil(20 * 0.95) = 19th
+    assert threshold_conformal(scores, alpha=0.1) == 18.0     # ceil(20 * 0.9) = 18th
+    assert threshold_conformal(scores[::-1], alpha=0.5) == 10.0   # order does not matter
+
+
+@pytest.mark.parametrize("kind", ["normal", "exponential", "discrete"])
+def test_conformal_threshold_keeps_false_alarms_at_most_alpha_over_random_splits(kind):
+    """The guarantee, checked as issue 21 states it: over 100 random calibration/new splits of
+    exchangeable normal scores, the mean realised false-alarm rate is <= alpha + 0.02 (and the
+    rule is not far more cautious than it needs to be), whatever the distribution."""
+    from course_lib.metrics import threshold_conformal
+
+    rng = np.random.default_rng(0)
+    draw = {"normal": lambda n: rng.normal(0, 1, n), "exponential": lambda n: rng.exponential(1, n),
+            "discrete": lambda n: rng.integers(0, 30, n).astype(float)}[kind]
+    alpha, rates = 0.05, []
+    for _ in range(100):
+        pool = draw(400)
+        calibration, new = pool[:100], pool[100:]
+        rates.append(np.mean(new > threshold_conformal(calibration, alpha)))
+    assert np.mean(rates) <= alpha + 0.02
+    assert np.mean(rates) >= alpha - (0.04 if kind == "discrete" else 0.02)
+
+
+def test_conformal_threshold_refuses_too_few_scores_and_bad_alpha():
+    from course_lib.checks import DataError
+    from course_lib.metrics import threshold_conformal
+
+    with pytest.raises(DataError, match="needs at least 19"):
+        threshold_conformal(np.arange(18.0), alpha=0.05)
+    assert threshold_conformal(np.arange(19.0), alpha=0.05) == 18.0
+    for alpha in (0, 1, -0.1, float("nan")):
+        with pytest.raises(DataError, match="alpha"):
+            threshold_conformal(np.arange(50.0), alpha=alpha)
+    with pytest.raises(DataError, match="normal_scores"):
+        threshold_conformal([1.0, np.nan] * 20)
