@@ -89,7 +89,6 @@ def reconstruction_loss(x, x_hat):
     return ops.sum(bce, axis=tuple(range(1, len(bce.shape))))
 
 
-@keras.saving.register_keras_serializable(package="course_lib")
 class VAE(keras.Model):
     """Encoder + decoder trained on the negative ELBO, reconstruction + beta * KL, with both
     terms reported every epoch. fit(x) takes images only. Taught in notebook 06."""

@@ -288,11 +288,12 @@ def vae_latent(run: Run):
     vae.fit(x_train, epochs=p.epochs, batch_size=p.batch_size, verbose=0)
     codes = encoder.predict(x_test, verbose=0)
     box = [(codes[:, i].min(), codes[:, i].max()) for i in (0, 1)]
-    quantiles = (norm.ppf(0.05), norm.ppf(0.95))
+    q = norm.ppf(np.linspace(0.05, 0.95, 15)).astype("float32")   # equal shares of N(0, 1)
+    prior_grid = np.array([[x, y] for y in q[::-1] for x in q], dtype="float32")
     fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2))
     plot_digit_grid(decoder.predict(_grid_codes(*box), verbose=0), 15, ax=axes[0],
                     title="autoencoder: the box of its test codes")
-    plot_digit_grid(vae.decoder.predict(_grid_codes(quantiles, quantiles), verbose=0), 15,
+    plot_digit_grid(vae.decoder.predict(prior_grid, verbose=0), 15,
                     ax=axes[1], title="VAE: N(0, 1) quantiles 5%-95%")
     fig.tight_layout()
     vae_mse = np.mean(_mse(x_test, vae.predict(x_test, verbose=0)))   # through the mean code

@@ -146,6 +146,5 @@ def test_vae_scores_refuse_bad_images(bad, word):
         V.vae_scores(vae, bad)
 
 
-def test_vae_is_registered_for_saving():
+def test_sampling_is_registered_for_saving():
     assert keras.saving.get_registered_object("course_lib>Sampling") is V.Sampling
-    assert keras.saving.get_registered_object("course_lib>VAE") is V.VAE
