@@ -70,7 +70,7 @@ def image_scores(maps, reduction: str = "max") -> np.ndarray:
     -------
     ndarray of shape (N,)
 
-    Taught in notebook 05.
+    Used by :func:`evaluate_anomaly_maps` (the image AUROC of every map method).
     """
     m = _check_maps(maps)
     if reduction == "max":
