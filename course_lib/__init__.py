@@ -18,18 +18,19 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``baselines``     PCA reconstruction, variation model, texture inspection
 - ``models``        the course's autoencoders (Keras)
 - ``training``      one compact progress bar for a whole ``fit``
+- ``detector``      a saved detector: model, preprocessing, score and threshold in one .keras
 - ``vae``           variational autoencoders: sampling layer, KL term, ELBO training, scores
 - ``gan``           DCGAN, AnoGAN's latent search, f-AnoGAN's encoder
 - ``features``      CNN patch features, feature dictionary, PatchCore-style memory bank
 - ``plots``         the notebooks' figures
 - ``experiments.*`` the runs shared by notebooks, benchmark commands and the deck, one module
                     per notebook topic (``one_class``, ``creditcard``, ``mvtec``, ``ecg``)
-- ``cli.*``         command-line tools: ``runner``, ``bench``, ``data``, ``doctor``, ``colab``
-                    (``python -m course_lib.<tool>``)
+- ``cli.*``         command-line tools: ``runner``, ``bench``, ``data``, ``doctor``, ``colab``,
+                    ``score`` (``python -m course_lib.<tool>``)
 
 Importing ``course_lib``, ``config``, ``checks``, ``data.*``, ``metrics`` or a command-line tool
-is cheap; ``ssim``, ``models``, ``vae``, ``gan`` and what builds on them import Keras at the
-top, like the notebook cells they are saved from.
+is cheap; ``ssim``, ``models``, ``detector``, ``vae``, ``gan`` and what builds on them import
+Keras at the top, like the notebook cells they are saved from.
 """
 
 from course_lib.config import get_profile, set_seed

@@ -3,7 +3,8 @@
 - images: :func:`plot_image_rows`, :func:`plot_reconstructions`;
 - training: :func:`plot_history`; codes: :func:`plot_latent_2d`, :func:`plot_digit_grid`;
 - anomaly scores: :func:`plot_score_histograms`, :func:`plot_roc_pr`, :func:`plot_confusion`,
-  :func:`threshold_explorer` (a slider in Jupyter, a static figure elsewhere).
+  :func:`threshold_explorer` (a slider in Jupyter, a static figure elsewhere);
+- :func:`anomaly_overlay`: an anomaly map over its image as an RGB picture (``course-score``).
 """
 
 from __future__ import annotations
@@ -201,6 +202,29 @@ def plot_anomaly_maps(images, masks, maps: dict, indices, titles=None, size: flo
                 ax.set_ylabel(label, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def anomaly_overlay(image, amap, low: float, high: float, cmap: str = "inferno",
+                    opacity: float = 0.75) -> np.ndarray:
+    """An anomaly map over its image, as an RGB picture (uint8 (H, W, 3)) to save as a PNG:
+    the image in grey, the map in colour where it is high: transparent at ``low`` and below,
+    ``opacity`` and the colour map's brightest colour at ``high`` and above.  Image and map
+    have the same height and width; the image is in [0, 1], grey (H, W) or colour (H, W, 3)."""
+    import matplotlib
+
+    img = np.asarray(image, dtype=np.float64)
+    grey = img.mean(axis=-1) if img.ndim == 3 else img
+    m = np.asarray(amap, dtype=np.float64)
+    if grey.ndim != 2 or m.shape != grey.shape:
+        raise DataError(f"the map {m.shape} and the image {img.shape} must have the same "
+                        f"height and width.")
+    if not high > low:
+        raise DataError(f"high must be above low, got low={low}, high={high}.")
+    v = np.clip((m - low) / (high - low), 0.0, 1.0)
+    colour = matplotlib.colormaps[cmap](v)[..., :3]
+    a = opacity * v[..., None]
+    rgb = (1 - a) * np.clip(grey, 0.0, 1.0)[..., None] + a * colour
+    return np.round(rgb * 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- anomaly detection

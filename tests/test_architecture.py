@@ -36,10 +36,10 @@ DATA_ORDER = ("common", "mnist", "creditcard", "mvtec", "textures", "kolektor", 
 CLI_SHARED = ("common", "notebooks")
 #: The experiments, one module per notebook topic (same rank: none imports another).
 EXPERIMENTS = ("one_class", "creditcard", "mvtec", "ecg")
-CLI_TOOLS = ("runner", "bench", "data", "doctor", "colab")
+CLI_TOOLS = ("runner", "bench", "data", "doctor", "colab", "score")
 #: ``python -m course_lib.<tool>`` shims: the very bottom.
 SHIMS = ("course_lib.bench", "course_lib.runner", "course_lib.doctor", "course_lib.colab",
-         "course_lib.data.__main__")
+         "course_lib.score", "course_lib.data.__main__")
 HEAVY = ("keras", "tensorflow", "matplotlib", "sklearn")
 
 

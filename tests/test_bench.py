@@ -58,16 +58,47 @@ def split_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def one_class_run(split_files):
-    """One ``bench mnist-one-class --digit 1 --profile fast --model vae`` (fast shrunk to
-    :data:`ONE_CLASS_FAST`): ``(exit code, stdout, stderr)``, shared by the slow tests."""
+    """One ``bench mnist-one-class --digit 1 --profile fast --model vae --save ...`` (fast
+    shrunk to :data:`ONE_CLASS_FAST`): ``(exit code, stdout, stderr, detector file)``, shared
+    by the slow tests."""
     train, test = split_files
+    saved = train.parent / "digit1.keras"
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(config.PROFILES, "fast", ONE_CLASS_FAST)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = bench.main(["mnist-one-class", "--train", str(train), "--test", str(test),
-                               "--digit", "1", "--profile", "fast", "--model", "vae"])
-    return code, out.getvalue(), err.getvalue()
+                               "--digit", "1", "--profile", "fast", "--model", "vae",
+                               "--save", str(saved), "--alpha", "0.1"])
+    return code, out.getvalue(), err.getvalue(), saved
+
+
+@pytest.mark.slow
+def test_mnist_one_class_save_leaves_a_working_detector(split_files, one_class_run):
+    """--save: the run's autoencoder with a conformal threshold on the 16 ones Keras kept out
+    of training; the detector ranks the test set as the run did."""
+    from sklearn.metrics import roc_auc_score
+
+    from course_lib.detector import load_detector
+
+    code, out, err, saved = one_class_run
+    assert code == 0 and "saved detector" in err
+    detector = load_detector(saved)
+    assert (detector.kind, detector.alpha, detector.n_calibration) == ("digits", 0.1, 16)
+    x_test, y_test = load_npz_images(split_files[1])
+    auroc = roc_auc_score(y_test != 1, detector.score(x_test))
+    assert abs(auroc - _last_json(out)["auroc"]) < 1e-3
+
+
+def test_save_needs_one_digit_and_a_keras_file(split_files, tmp_path, capsys):
+    train, test = map(str, split_files)
+    base = ["mnist-one-class", "--train", train, "--test", test, "--digit", "1"]
+    assert bench.main(base + ["2", "--save", str(tmp_path / "d.keras")]) == 2
+    assert "one --digit" in capsys.readouterr().err
+    assert bench.main(base + ["--save", str(tmp_path / "d.h5")]) == 2
+    assert "ends in .keras" in capsys.readouterr().err
+    assert bench.main(base + ["--save", str(tmp_path / "d.keras"), "--alpha", "0.001"]) == 1
+    assert "needs at least 999" in capsys.readouterr().err     # before any training
 
 
 @pytest.mark.slow

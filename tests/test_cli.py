@@ -18,14 +18,15 @@ import numpy as np
 import pytest
 
 from course_lib.checks import DataError
-from course_lib.cli import bench, colab, common, data, doctor, runner
+from course_lib.cli import bench, colab, common, data, doctor, runner, score
 from course_lib.config import REPO_DIR
 
-TOOLS = {"runner": runner, "bench": bench, "data": data, "doctor": doctor, "colab": colab}
+TOOLS = {"runner": runner, "bench": bench, "data": data, "doctor": doctor, "colab": colab,
+         "score": score}
 SHIMS = {"runner": "course_lib.runner", "bench": "course_lib.bench", "data": "course_lib.data",
-         "doctor": "course_lib.doctor", "colab": "course_lib.colab"}
+         "doctor": "course_lib.doctor", "colab": "course_lib.colab", "score": "course_lib.score"}
 SCRIPTS = {"course-run": runner, "course-bench": bench, "course-data": data,
-           "course-doctor": doctor, "course-colab": colab}
+           "course-doctor": doctor, "course-colab": colab, "course-score": score}
 
 
 def _python_m(module, *args, env=None):
@@ -124,6 +125,11 @@ USAGE_ERRORS = [
     ("data", ["status", "--profile", "turbo"], "unknown profile 'turbo'"),
     ("doctor", ["now"], "unrecognized arguments: now"),
     ("colab", ["nosuch"], "invalid choice: 'nosuch'"),
+    ("score", [], "give DETECTOR and INPUT (or --list)"),
+    ("score", ["{missing}", "{folder}"], "not found: give a .keras file or the name"),
+    ("score", ["{folder}", "{folder}"], "is a folder, not a .keras file"),
+    ("score", ["{file}", "{missing}"], "INPUT '"),
+    ("score", ["{file}", "{folder}", "--out", "{file}"], "is a file, not a folder"),
 ]
 
 

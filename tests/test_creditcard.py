@@ -9,6 +9,7 @@ from __future__ import annotations
 import _thread
 import gzip
 import hashlib
+import json
 import shutil
 import time
 
@@ -526,3 +527,34 @@ def test_kaggle_archive_zip_says_unzip_it(sample, tmp_path, capsys):
     assert main(["creditcard", "--csv", str(path)]) == 1
     err = capsys.readouterr().err
     assert "unzip" in err and "Traceback" not in err
+
+
+def test_bench_creditcard_save_leaves_a_detector(tmp_path, monkeypatch, capsys):
+    """``--save`` (training replaced by an untrained model): the detector keeps the split's
+    scaling, its threshold comes from the validation normals, ``course-score`` runs it on the
+    same CSV; ``--scaling quantile`` cannot be saved (a usage error, before reading)."""
+    from types import SimpleNamespace
+
+    from course_lib.cli import score
+    from course_lib.cli.bench import main
+    from course_lib.detector import load_detector
+    from course_lib.experiments import creditcard as E
+    from course_lib.models import build_tabular_autoencoder
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(400, 31)), columns=list(CREDITCARD_COLUMNS))
+    frame["Class"] = (np.arange(400) < 8).astype(int)
+    path = tmp_path / "cards.csv"
+    frame.to_csv(path, index=False)
+    monkeypatch.setattr(E, "train_tabular_autoencoder", lambda *a, **k: (
+        build_tabular_autoencoder(30)[0], SimpleNamespace(history={"loss": [0.1]})))
+    target = tmp_path / "cards.keras"
+    assert main(["creditcard", "--csv", str(path), "--save", str(target), "--scaling",
+                 "quantile"]) == 2
+    assert "'standard' scaling" in capsys.readouterr().err
+    assert main(["creditcard", "--csv", str(path), "--save", str(target)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    detector = load_detector(target)
+    assert detector.kind == "transactions" and detector.n_calibration == result["n_val"]
+    assert score.main([str(target), str(path), "--out", str(tmp_path / "o")]) == 0
+    assert "Scored 400 rows" in capsys.readouterr().out

@@ -303,8 +303,14 @@ def test_bench_ecg_reads_both_formats_and_prints_json_last(run, beats, tmp_path,
     train = write_ecg_file(tmp_path / "train.txt", beats.x[rows[:150]], beats.y[rows[:150]])
     test = tmp_path / "test.csv"
     test.write_text(_csv(beats.x[rows[150:]], (beats.y[rows[150:]] == 1).astype(float)))
-    assert main(["ecg", "--train", str(train), "--test", str(test), "--profile", "fast"]) == 0
+    assert main(["ecg", "--train", str(train), "--test", str(test), "--profile", "fast",
+                 "--save", str(tmp_path / "beats.keras"), "--alpha", "0.1"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    from course_lib.detector import load_detector
+
+    detector = load_detector(tmp_path / "beats.keras")       # --save: the run's model
+    assert detector.kind == "beats" and detector.n_calibration == result["n_val"]
+    assert detector.threshold <= result["threshold"] * 1.5
     n_normal = int((beats.y[rows[:150]] == 1).sum())
     assert result["n_train"] + result["n_val"] == n_normal and result["n_test"] == 101
     assert result["n_abnormal"] == int((beats.y[rows[150:]] != 1).sum())

@@ -61,6 +61,12 @@
         nearest normal beat on the same split.  Files: UCR text (label first) or CSV (label
         last), one beat per line.
 
+``mnist-one-class`` (one digit), ``creditcard``, ``mvtec`` and ``ecg`` also take ``--save
+DETECTOR.keras [--alpha A]``: the run's model, preprocessing and score are saved as one
+detector (:mod:`course_lib.detector`) with a split-conformal threshold at ``A`` (default 0.05)
+set on the normal samples the run kept out of training, for ``course-score``; too few of them
+for ``A`` is reported before training.
+
 Every evaluation prints, as its last line, one JSON object.  ``.npz`` files hold ``x`` (uint8,
 (N, 28, 28)) and ``y`` (labels).  The experiments themselves live in
 :mod:`course_lib.experiments` (one module per notebook topic); they import Keras, so every
@@ -98,9 +104,41 @@ DATA_WORDS = {"offline": "embedded (offline) data", "online": "downloaded (onlin
               "auto": "online data where the network answered, else embedded data"}
 
 
+# --------------------------------------------------------------------------- --save
+def check_save(args, n_calibration: int) -> None:
+    """Before any training: ``--save`` can be written, and the ``n_calibration`` normal
+    samples the run keeps apart are enough for the split-conformal threshold at ``--alpha``
+    (at least 1/alpha - 1)."""
+    if getattr(args, "save", None) is None:
+        return
+    check_writable_folder(args.save.parent, "--save")
+    needed = int(np.ceil(1 / args.alpha)) - 1
+    if n_calibration < needed:
+        raise DataError(f"--save: the run keeps {n_calibration} normal samples apart to set the "
+                        f"threshold, but alpha = {args.alpha:g} needs at least {needed}. Give "
+                        f"a larger --alpha, or more normal training data.")
+
+
+def keep_detector(args, detector, normal=None, normal_scores=None) -> None:
+    """``--save``: set the detector's split-conformal threshold on normal data the run kept
+    apart (or on their scores), save it, and say where on stderr (stdout keeps its JSON)."""
+    from course_lib.detector import save_detector
+
+    if normal_scores is None:
+        detector.calibrate(normal, alpha=args.alpha)
+    else:
+        detector.calibrate_scores(normal_scores, alpha=args.alpha)
+    path = save_detector(detector, args.save)
+    print(f"saved detector {path} (threshold {detector.threshold:.6g}, alpha {args.alpha:g}, "
+          f"{detector.n_calibration} calibration samples); score new data with: course-score "
+          f"{path} INPUT", file=sys.stderr, flush=True)
+
+
 # --------------------------------------------------------------------------- evaluations
 #: The one-class experiment trains on at least this many images of the normal digit.
 MIN_NORMAL_IMAGES = 20
+#: Share of them Keras keeps out of training (``ONE_CLASS_VALIDATION_SPLIT``).
+ONE_CLASS_SPLIT = 0.1
 
 
 def check_one_class_split(y_train, y_test, digits) -> None:
@@ -123,13 +161,26 @@ def _cmd_mnist_one_class(args) -> int:
     x_train, y_train = load_npz_images(args.train)
     x_test, y_test = load_npz_images(args.test)
     check_one_class_split(y_train, y_test, args.digit)
+    if args.save is not None:
+        if len(args.digit) > 1:
+            raise UsageError("--save keeps one detector: give one --digit")
+        n_normal = int(np.sum(y_train == args.digit[0]))
+        check_save(args, n_normal - int(np.floor(n_normal * (1.0 - ONE_CLASS_SPLIT))))
     from course_lib.experiments.one_class import mnist_one_class_experiment  # Keras loads
 
     results = []
     for digit in args.digit:
-        results.append(mnist_one_class_experiment(x_train, y_train, x_test, y_test, digit,
-                                                  profile=args.profile, seed=args.seed,
-                                                  model=args.model))
+        result, details = mnist_one_class_experiment(x_train, y_train, x_test, y_test, digit,
+                                                     profile=args.profile, seed=args.seed,
+                                                     model=args.model, return_details=True)
+        results.append(result)
+        if args.save is not None:
+            from course_lib.detector import digit_detector
+
+            keep_detector(args, digit_detector(details["autoencoder"], name=f"digit {digit}",
+                                               notebook="bench mnist-one-class",
+                                               profile=args.profile),
+                          details["x_calibration"])
         print(json.dumps(results[-1]), flush=True)
     if len(results) > 1:  # several digits: the last line summarises them
         print(json.dumps({
@@ -148,9 +199,10 @@ def _cmd_mnist_one_class(args) -> int:
 CREDITCARD_VALIDATION_SHARE = 0.1
 
 
-def check_creditcard_rows(labels, test_fraction: float) -> None:
+def check_creditcard_rows(labels, test_fraction: float) -> int:
     """What ``split_creditcard`` needs of the rows, checked before Keras loads: frauds to
-    evaluate with, and enough normal rows to train on (20), validate (2) and test (1)."""
+    evaluate with, and enough normal rows to train on (20), validate (2) and test (1).
+    Returns the number of validation normals."""
     n_normal, n_fraud = int(np.sum(labels == 0)), int(np.sum(labels == 1))
     if n_fraud == 0:
         raise DataError("the data holds no frauds (Class 1): they are needed to evaluate the "
@@ -160,17 +212,31 @@ def check_creditcard_rows(labels, test_fraction: float) -> None:
     if n_test < 1 or n_val < 2 or n_normal - n_test - n_val < 20:
         raise DataError(f"only {n_normal} normal rows: too few to train on (at least 20), "
                         f"validate and test with --test-fraction {test_fraction}.")
+    return n_val
 
 
 def _cmd_creditcard(args) -> int:
     from course_lib.data.creditcard import read_creditcard_csv
 
+    if args.save is not None and args.scaling != "standard":
+        raise UsageError("--save keeps the 'standard' scaling only: drop --scaling quantile")
     frame = read_creditcard_csv(args.csv)
-    check_creditcard_rows(frame["Class"].to_numpy(), args.test_fraction)
+    n_val = check_creditcard_rows(frame["Class"].to_numpy(), args.test_fraction)
+    check_save(args, n_val)
     from course_lib.experiments.creditcard import creditcard_experiment  # Keras loads
 
-    result = creditcard_experiment(frame, profile=args.profile, seed=args.seed,
-                                   test_fraction=args.test_fraction, scaling=args.scaling)
+    result, details = creditcard_experiment(frame, profile=args.profile, seed=args.seed,
+                                            test_fraction=args.test_fraction,
+                                            scaling=args.scaling, return_details=True)
+    if args.save is not None:
+        from course_lib.detector import transaction_detector
+
+        split = details["split"]
+        keep_detector(args, transaction_detector(details["autoencoder"], split,
+                                                 name="credit-card fraud",
+                                                 notebook="bench creditcard",
+                                                 profile=args.profile),
+                      frame.iloc[split.val_rows])
     print(json.dumps(result), flush=True)
     return 0
 
@@ -193,6 +259,10 @@ def image_profile(args):
                          f"would leave pixels uncovered; use a stride of at most {patch}.")
     return profile
 
+
+#: Share of the good training images kept apart to set the threshold
+#: (``MVTEC_VALIDATION_FRACTION``; at least 2).
+MVTEC_VALIDATION_SHARE = 0.2
 
 #: The shortest image side the MVTec commands accept: one patch of the autoencoder (three 2x
 #: poolings) and a few feature cells (the backbones' stride is 8).
@@ -254,11 +324,26 @@ def _cmd_mvtec(args) -> int:
                          "(--setting whole, the default for MVTec AD's objects) are rebuilt at "
                          "the profile's object_ae_side: drop them, or add --setting patches.")
     data = _load_category(args)
+    check_save(args, max(2, int(round(MVTEC_VALIDATION_SHARE * len(data.x_train)))))
     from course_lib.experiments.mvtec import mvtec_autoencoder_experiment  # Keras loads
 
-    result = mvtec_autoencoder_experiment(data, loss=args.loss, profile=args.profile,
-                                          seed=args.seed,
-                                          setting="whole" if whole_images(args) else "patches")
+    setting = "whole" if whole_images(args) else "patches"
+    result, details = mvtec_autoencoder_experiment(data, loss=args.loss, profile=args.profile,
+                                                   seed=args.seed, setting=setting,
+                                                   return_details=True)
+    if args.save is not None:
+        from course_lib.detector import image_detector
+        from course_lib.experiments.mvtec import object_sigma
+
+        geometry = ({"sigma": object_sigma(max(data.x_train[0].shape[:2]))}
+                    if setting == "whole" else
+                    {"sigma": 1.0, "scale": data.scale, "patch_size": result["patch_size"],
+                     "stride": result["stride"]})
+        detector = image_detector(details["autoencoder"], args.loss, details["x_fit"],
+                                  setting=setting, name=f"{data.category} AE-{args.loss.upper()}",
+                                  notebook="bench mvtec", profile=args.profile, data=data,
+                                  **geometry)
+        keep_detector(args, detector, details["x_val"])
     print(json.dumps(result), flush=True)
     return 0
 
@@ -377,7 +462,15 @@ def _cmd_ecg(args) -> int:
     from course_lib.experiments.ecg import ecg_experiment, split_ecg_files
 
     split = split_ecg_files(x_train, y_train, x_test, y_test, seed=args.seed)
-    result = ecg_experiment(split, profile=args.profile, seed=args.seed)
+    check_save(args, len(split.x_val))
+    result, details = ecg_experiment(split, profile=args.profile, seed=args.seed,
+                                     return_details=True)
+    if args.save is not None:
+        from course_lib.detector import beat_detector
+
+        keep_detector(args, beat_detector(details["autoencoder"], split, name="heartbeats",
+                                          notebook="bench ecg", profile=args.profile),
+                      normal_scores=details["val_scores"])
     print(json.dumps(result), flush=True)
     return 0
 
@@ -524,6 +617,24 @@ def _image_arguments(parser, patches: bool = False, setting: bool = True) -> Non
                             help="pixels between patches of the maps (default: patch / 4)")
 
 
+def detector_file(text: str) -> Path:
+    """argparse type: a ``.keras`` file to write a detector to."""
+    path = output_file(text)
+    if path.suffix != ".keras":
+        raise argparse.ArgumentTypeError(f"a detector file ends in .keras, got {quote(text)}")
+    return path
+
+
+def _save_arguments(parser) -> None:
+    parser.add_argument("--save", type=detector_file, default=None, metavar="DETECTOR",
+                        help="also save the trained detector (model, preprocessing, score "
+                             "and a split-conformal threshold) to this .keras file, for "
+                             "course-score")
+    parser.add_argument("--alpha", type=fraction(allow_one=False), default=0.05,
+                        help="with --save: the false-alarm rate the threshold guarantees on "
+                             "normal data (default %(default)s)")
+
+
 def multiple_of_8(text: str) -> int:
     """argparse type: a patch side, a whole multiple of 8 (three 2x poolings)."""
     value = int_at_least(8)(text)
@@ -560,6 +671,7 @@ def build_parser() -> ArgumentParser:
     oc.add_argument("--seed", default=0, type=seed_value)
     oc.add_argument("--model", default="ae", choices=("ae", "vae"),
                     help="ae: the autoencoder and PCA; vae: also notebook 06's VAE")
+    _save_arguments(oc)
     oc.set_defaults(func=_cmd_mnist_one_class)
 
     cc = sub.add_parser("creditcard", help="credit-card fraud: AE vs Isolation Forest and PCA")
@@ -571,6 +683,7 @@ def build_parser() -> ArgumentParser:
     cc.add_argument("--scaling", default="standard", choices=("standard", "quantile"))
     cc.add_argument("--test-fraction", default=0.3, type=fraction(allow_one=False),
                     help="share of the normal rows held out for testing (default %(default)s)")
+    _save_arguments(cc)
     cc.set_defaults(func=_cmd_creditcard)
 
     mv = sub.add_parser("mvtec", help="MVTec-style category: L2 or SSIM autoencoder, pixel metrics")
@@ -582,6 +695,7 @@ def build_parser() -> ArgumentParser:
                     help="fast | workshop | full (image scale, patches, epochs)")
     mv.add_argument("--seed", default=0, type=seed_value)
     _image_arguments(mv, patches=True)
+    _save_arguments(mv)
     mv.set_defaults(func=_cmd_mvtec)
 
     mk = sub.add_parser("mvtec-ssim-k2", help="choose SSIM's contrast constant for patch "
@@ -648,6 +762,7 @@ def build_parser() -> ArgumentParser:
     ecg.add_argument("--layout", default="auto", choices=LAYOUTS,
                      help="where the label is in each row (default: auto, the end that holds "
                           "whole numbers)")
+    _save_arguments(ecg)
     ecg.set_defaults(func=_cmd_ecg)
     return parser
 

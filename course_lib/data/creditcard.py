@@ -80,14 +80,15 @@ class TabularData:
                 f"{self.n_fraud:,} frauds ({self.fraud_rate:.2%})")
 
 
-def check_creditcard_frame(frame, name: str = "data"):
+def check_creditcard_frame(frame, name: str = "data", labels: str = "required"):
     """Validate credit-card transactions and return a clean copy in the canonical form.
 
     Accepts a pandas DataFrame with the columns Time, V1..V28, Amount, Class in any order, plus
     at most one extra *leading* column (an index written by ``to_csv``), which is dropped.
     Rejects missing or unknown columns, non-numeric values, NaN or infinite values, ``Class``
     values other than 0/1 and data without normal rows, with a :class:`DataError` that names
-    the problem and says what to do.
+    the problem and says what to do.  ``labels="optional"`` (transactions to score): the
+    ``Class`` column may be missing, and the rows may all be frauds.
 
     Returns
     -------
@@ -99,8 +100,12 @@ def check_creditcard_frame(frame, name: str = "data"):
 
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{name}: expected a pandas DataFrame, got {type(frame).__name__}.")
+    if labels not in ("required", "optional"):
+        raise DataError(f"labels must be 'required' or 'optional', got {quote(labels)}.")
     expected = list(CREDITCARD_COLUMNS)
     cols = [str(c).strip() for c in frame.columns]
+    if labels == "optional" and "Class" not in cols:
+        expected = list(CREDITCARD_FEATURES)
     frame = frame.set_axis(cols, axis=1)
     if len(cols) == len(expected) + 1 and cols[0] not in expected and set(cols[1:]) == set(expected):
         frame = frame.iloc[:, 1:]  # a leading index column, as written by DataFrame.to_csv
@@ -141,17 +146,19 @@ def check_creditcard_frame(frame, name: str = "data"):
                             f"value(s), first in data row {int(rows[0])} (counting from 0). Fill "
                             f"or drop those rows first (e.g. frame.dropna()).")
         out[col] = arr
-    labels = out["Class"]
-    odd = np.unique(labels[(labels != 0) & (labels != 1)])
+    clean = pd.DataFrame(out, columns=expected)
+    if "Class" not in expected:
+        return clean
+    classes = out["Class"]
+    odd = np.unique(classes[(classes != 0) & (classes != 1)])
     if len(odd):
         found = [int(v) if float(v).is_integer() else float(v) for v in odd[:5]]
         raise DataError(f"{name}: column 'Class' must be 0 (normal) or 1 (fraud), found "
                         f"{found}. Recode the labels to 0/1.")
-    if not (labels == 0).any():
+    if labels == "required" and not (classes == 0).any():
         raise DataError(f"{name}: no normal transactions (Class 0). The autoencoder learns from "
                         f"normal rows only, so the data must contain some.")
-    clean = pd.DataFrame(out, columns=expected)
-    clean["Class"] = labels.astype(np.int64)
+    clean["Class"] = classes.astype(np.int64)
     return clean
 
 
@@ -238,7 +245,7 @@ def _first_row_with_wrong_width(raw: bytes, n_fields: int):
     return None
 
 
-def read_creditcard_csv(path, name: str | None = None):
+def read_creditcard_csv(path, name: str | None = None, labels: str = "required"):
     """Read and validate a credit-card CSV (``.csv`` or ``.csv.gz``).
 
     Before pandas parses anything, every data row must have as many fields as the header: a
@@ -248,7 +255,9 @@ def read_creditcard_csv(path, name: str | None = None):
     Lines may end in LF, CRLF or a lone CR (old Mac files); a ZIP archive (Kaggle's
     ``archive.zip``) is refused with a message to unzip it.
 
-    Used by ``load_creditcard(path=...)`` and ``python -m course_lib.bench creditcard``.
+    ``labels="optional"``: transactions to score, ``Class`` may be missing
+    (:func:`check_creditcard_frame`).  Used by ``load_creditcard(path=...)``,
+    ``python -m course_lib.bench creditcard`` and ``course-score``.
     """
     import pandas as pd
 
@@ -280,7 +289,7 @@ def read_creditcard_csv(path, name: str | None = None):
                         f"{quote(str(exc), 200)}); {_FORMAT}.") from exc
     if frame.shape[1] == len(header):  # the names as written: pandas renames duplicates (V4.1)
         frame.columns = header
-    return check_creditcard_frame(frame, name=name)
+    return check_creditcard_frame(frame, name=name, labels=labels)
 
 
 def _load_embedded():

@@ -287,6 +287,29 @@ def read_ecg_file(path, layout: str = "auto", length: int | None = None,
     return x.astype(np.float32), _check_labels(labels, line_numbers, name, position)
 
 
+def read_beats_to_score(path, length: int, layout: str = "auto",
+                        name: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read beats to score: lines of ``length`` samples, with a label (as
+    :func:`read_ecg_file` reads them) or without one.  Returns ``(x, y)``, ``y`` ``None``
+    when the file holds no labels.  Used by ``course-score``."""
+    path = check_file(path, "ECG file", _FORMAT[0].upper() + _FORMAT[1:] + ".")
+    refuse_zip(path, "ECG file")
+    name = name or str(path)
+    table, line_numbers = _parse_rows(_read_text(path, name), name)
+    if table.shape[1] == length:
+        finite = np.isfinite(table)
+        if not finite.all():
+            row = int(np.nonzero(~finite)[0][0])
+            raise DataError(f"{name}: line {line_numbers[row]:,} holds NaN or infinite "
+                            f"value(s); fill or drop that beat.")
+        return table.astype(np.float32), None
+    if table.shape[1] != length + 1:
+        raise DataError(f"{name}: lines of {table.shape[1]} values; this detector scores beats "
+                        f"of {length} samples (a line of {length} values, or {length + 1} with "
+                        f"a label). Cut or resample the beats to {length} samples.")
+    return read_ecg_file(path, layout=layout, length=length, name=name)
+
+
 def _check_labels(labels: np.ndarray, line_numbers: list, name: str,
                   position: str) -> np.ndarray:
     """Labels as int64 class numbers from 0 to ``MAX_CLASS_LABEL``; else a DataError that names
