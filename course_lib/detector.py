@@ -29,7 +29,7 @@ import numpy as np
 
 from course_lib.checks import DataError, check_image_list, check_matrix, check_number, quote
 from course_lib.config import cache_dir, get_profile
-from course_lib.images import flatten, to_float
+from course_lib.images import flatten
 from course_lib.map_metrics import (check_residual, image_scores, residual_maps, smooth_maps,
                                     whole_image_maps)
 from course_lib.metrics import anomaly_scores, threshold_conformal
