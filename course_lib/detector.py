@@ -27,12 +27,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from course_lib.checks import DataError, check_image_list, check_matrix, check_number, quote
+from course_lib.checks import (DataError, check_binary_labels, check_fraction, check_image_list,
+                               check_matrix, check_number, quote)
 from course_lib.config import cache_dir, get_profile
 from course_lib.images import flatten
 from course_lib.map_metrics import (check_residual, image_scores, residual_maps, smooth_maps,
                                     whole_image_maps)
 from course_lib.metrics import anomaly_scores, threshold_conformal
+from course_lib.sampling import seeded_split
 
 #: What each kind of detector scores (the words ``course-score`` uses).
 DETECTOR_KINDS = {
@@ -210,9 +212,10 @@ class AnomalyDetector(keras.Model):
         if self.threshold is None:
             lines.append("  threshold: none yet (calibrate it on normal data)")
         else:
-            lines.append(f"  flags: score > {self.threshold:.6g} (split-conformal threshold "
-                         f"on {self.n_calibration} normal samples: at most "
-                         f"{self.alpha:.0%} false alarms on normal data like them)")
+            lines += [f"  flags: score > {self.threshold:.6g}, the split-conformal threshold "
+                      f"of {self.n_calibration} normal samples:",
+                      f"         at most {self.alpha:.0%} false alarms on average on new normal "
+                      f"data drawn like them"]
         return "\n".join(lines)
 
 
@@ -223,8 +226,9 @@ def _how(kind: str, p: dict) -> str:
         return (f"{len(p['features'])} features standardised with the training rows' mean "
                 f"and standard deviation -> autoencoder -> mean squared error")
     if kind == "beats":
-        return (f"beats of {p['length']} samples, (x - {p['center']:.4g}) / {p['scale']:.4g}"
-                f" -> Conv1D autoencoder -> mean squared error")
+        return (f"beats of {p['length']} samples minus {p['center']:.4g}, divided by "
+                f"{p['scale']:.4g} (the training beats' mean and standard deviation) -> "
+                f"Conv1D autoencoder -> mean squared error")
     colour = "colour" if p["color"] else "grey"
     if p["setting"] == "whole":
         size = (f"{colour}, longest side resized to {p['max_side']} -> whole-image "
@@ -326,6 +330,20 @@ def image_detector(autoencoder, loss: str, images, sigma: float, setting: str = 
         raise DataError(f"setting must be 'whole' or 'patches', got {quote(setting)}.")
     return AnomalyDetector(autoencoder, "images", pre,
                            about=_about(name, notebook, profile, data))
+
+
+def calibration_split(is_anomaly, seed: int = 0, fraction: float = 0.5):
+    """Rows of a labelled test set, cut for a detector's threshold: a seeded ``fraction`` of
+    its normal rows (label 0) to calibrate on, and every other row to check the detector
+    on.  Calibration data must be untouched by training, early stopping included: normal
+    rows that early stopping watched score optimistically low, and a threshold set on them
+    flags more new normal data than alpha.  Returns ``(calibration rows, check rows)``."""
+    y = check_binary_labels(is_anomaly, len(np.asarray(is_anomaly)), "is_anomaly")
+    fraction = check_fraction("fraction", fraction, allow_one=False)
+    normal = np.flatnonzero(y == 0)
+    check, calibration = seeded_split(len(y), int(round(fraction * len(normal))), seed,
+                                      candidates=normal)
+    return calibration, np.sort(np.concatenate([check, np.flatnonzero(y == 1)]))
 
 
 # =========================================================================== files

@@ -357,3 +357,15 @@ def test_bad_input_is_found_before_tensorflow_loads(tmp_path):
                   "--stride 32 is larger than --patch-size 16", "--backbone learned",
                   "pixels on its short side after scaling: the models need at least 16"):
         assert words in out.stderr, (words, out.stderr[-3000:])
+
+
+def test_quiet_tensorflow_drops_only_the_start_up_noise(capfd):
+    """TensorFlow's C++ start-up lines go; any other line written to stderr meanwhile (even
+    straight to file descriptor 2) comes back after the block."""
+    with common.quiet_tensorflow():
+        os.write(2, b"I0000 00:00 cudart_stub.cc:31] Could not find cuda drivers on your machine\n")
+        os.write(2, b"real problem: the disk is full\n")
+        print("a Python warning", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert "cuda" not in err
+    assert "real problem: the disk is full" in err and "a Python warning" in err

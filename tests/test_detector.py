@@ -63,7 +63,7 @@ def test_digit_detector_roundtrip_is_bitwise_and_matches_notebook_03(tmp_path):
     maps = back.anomaly_maps(x[:3])
     assert maps[0].shape == (28, 28)
     np.testing.assert_allclose([m.mean() for m in maps], scores[:3], rtol=1e-5)
-    assert "19 normal samples" in back.describe() and "5%" in back.describe()
+    assert "of 19 normal samples" in back.describe() and "at most 5%" in back.describe()
     np.testing.assert_array_equal(back.flag(scores), scores > det.threshold)
     with pytest.raises(DataError, match="28"):
         back.score(np.zeros((2, 32, 32), np.uint8))
@@ -200,3 +200,17 @@ def test_unknown_kind_is_refused():
     ae, _, _ = build_tabular_autoencoder(30)
     with pytest.raises(DataError, match="kind"):
         AnomalyDetector(ae, "sounds")
+
+
+def test_calibration_split_takes_half_the_normals():
+    from course_lib.detector import calibration_split
+
+    y = np.r_[np.zeros(41, int), np.ones(9, int)][np.random.default_rng(0).permutation(50)]
+    cal, check = calibration_split(y, seed=3)
+    assert len(cal) == 20 and (y[cal] == 0).all() and (np.diff(cal) > 0).all()
+    assert set(cal).isdisjoint(check) and len(cal) + len(check) == 50
+    assert set(np.flatnonzero(y == 1)) <= set(check)            # every anomaly is checked
+    np.testing.assert_array_equal(calibration_split(y, seed=3)[0], cal)   # seeded
+    assert not np.array_equal(calibration_split(y, seed=4)[0], cal)
+    with pytest.raises(DataError):
+        calibration_split([0, 2, 1])

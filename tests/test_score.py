@@ -104,6 +104,17 @@ def test_scores_an_mvtec_style_folder_with_maps_and_labels(saved, tmp_path, caps
     assert "Labelled anomalous" in summary and "at most 20%" in summary
 
 
+def test_masks_and_hidden_files_are_not_scored(saved, tmp_path):
+    from course_lib.cli.score import list_images
+
+    for name in ("test/good/a.png", "ground_truth/crack/a_mask.png", ".cache/b.png",
+                 "test/crack/c.PNG", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == [
+        "test/crack/c.PNG", "test/good/a.png"]
+
+
 def test_scores_one_image_and_skips_maps(saved, tmp_path, capsys):
     one = saved["test"] / "good" / "000.png"
     code, out = run([saved["images"], one, "--out", tmp_path / "o", "--no-maps"], capsys)

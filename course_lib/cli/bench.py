@@ -63,9 +63,11 @@
 
 ``mnist-one-class`` (one digit), ``creditcard``, ``mvtec`` and ``ecg`` also take ``--save
 DETECTOR.keras [--alpha A]``: the run's model, preprocessing and score are saved as one
-detector (:mod:`course_lib.detector`) with a split-conformal threshold at ``A`` (default 0.05)
-set on the normal samples the run kept out of training, for ``course-score``; too few of them
-for ``A`` is reported before training.
+detector (:mod:`course_lib.detector`) for ``course-score``, with a split-conformal threshold at
+``A`` (default 0.05) set on normal samples untouched by training and early stopping (a seeded
+half of the test set's normal samples; for ``mvtec`` the good validation images), and the JSON
+line adds ``detector_false_alarm_rate`` (on the test set's other normal samples) and
+``detector_recall``; too few calibration samples for ``A`` is reported before training.
 
 Every evaluation prints, as its last line, one JSON object.  ``.npz`` files hold ``x`` (uint8,
 (N, 28, 28)) and ``y`` (labels).  The experiments themselves live in
@@ -79,11 +81,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import json
 import os
-import platform
-import re
 import sys
 from pathlib import Path
 
@@ -95,50 +94,60 @@ from course_lib.cli.common import (ArgumentParser, UsageError, check_writable_fo
                                    fraction, int_at_least, notebook_paths, output_file,
                                    positive_int, profile_name, refuse_overwriting, run_command,
                                    scale_factor, seed_value)
+from course_lib.cli.notebooks import (BENCH_BLOCK, BENCH_END, BENCH_START, benchmark_table,
+                                     machine_info, replace_between_markers)
 from course_lib.config import data_mode, get_profile
 from course_lib.data.ecg import LAYOUTS
 from course_lib.download import atomic_write_text
 
 PROG = "python -m course_lib.bench"
-DATA_WORDS = {"offline": "embedded (offline) data", "online": "downloaded (online) data",
-              "auto": "online data where the network answered, else embedded data"}
-
 
 # --------------------------------------------------------------------------- --save
-def check_save(args, n_calibration: int) -> None:
-    """Before any training: ``--save`` can be written, and the ``n_calibration`` normal
-    samples the run keeps apart are enough for the split-conformal threshold at ``--alpha``
+def check_save(args, n_available: int) -> None:
+    """Before any training: ``--save`` can be written, and the ``n_available`` normal samples
+    the threshold will be set on are enough for the split-conformal threshold at ``--alpha``
     (at least 1/alpha - 1)."""
     if getattr(args, "save", None) is None:
         return
     check_writable_folder(args.save.parent, "--save")
     needed = int(np.ceil(1 / args.alpha)) - 1
-    if n_calibration < needed:
-        raise DataError(f"--save: the run keeps {n_calibration} normal samples apart to set the "
-                        f"threshold, but alpha = {args.alpha:g} needs at least {needed}. Give "
-                        f"a larger --alpha, or more normal training data.")
+    if n_available < needed:
+        raise DataError(f"--save: the threshold would be set on {n_available} normal samples, "
+                        f"but alpha = {args.alpha:g} needs at least {needed}. Give a larger "
+                        f"--alpha, or more normal data.")
 
 
-def keep_detector(args, detector, normal=None, normal_scores=None) -> None:
-    """``--save``: set the detector's split-conformal threshold on normal data the run kept
-    apart (or on their scores), save it, and say where on stderr (stdout keeps its JSON)."""
+def keep_detector(args, detector, result: dict, calibration_scores, scores, is_anomaly) -> None:
+    """``--save``: set the detector's split-conformal threshold from ``calibration_scores``
+    (normal samples untouched by training, early stopping included), check it on ``scores``
+    of other samples (``is_anomaly``: their labels), add what it did to ``result`` and save
+    it; say where on stderr (stdout keeps its JSON line)."""
     from course_lib.detector import save_detector
 
-    if normal_scores is None:
-        detector.calibrate(normal, alpha=args.alpha)
-    else:
-        detector.calibrate_scores(normal_scores, alpha=args.alpha)
+    detector.calibrate_scores(calibration_scores, alpha=args.alpha)
+    flagged = detector.flag(scores)
+    is_anomaly = np.asarray(is_anomaly).astype(bool)
+    result.update({
+        "detector_alpha": args.alpha, "detector_n_calibration": detector.n_calibration,
+        "detector_threshold": round(detector.threshold, 6),
+        "detector_false_alarm_rate": round(float(flagged[~is_anomaly].mean()), 4),
+        "detector_recall": round(float(flagged[is_anomaly].mean()), 4),
+        "detector_n_checked": int(len(scores))})
     path = save_detector(detector, args.save)
     print(f"saved detector {path} (threshold {detector.threshold:.6g}, alpha {args.alpha:g}, "
           f"{detector.n_calibration} calibration samples); score new data with: course-score "
           f"{path} INPUT", file=sys.stderr, flush=True)
 
 
+def n_calibration(n_normal: int) -> int:
+    """How many of ``n_normal`` normal test samples ``course_lib.detector.calibration_split``
+    calibrates on (half), known before Keras loads."""
+    return int(round(0.5 * n_normal))
+
+
 # --------------------------------------------------------------------------- evaluations
 #: The one-class experiment trains on at least this many images of the normal digit.
 MIN_NORMAL_IMAGES = 20
-#: Share of them Keras keeps out of training (``ONE_CLASS_VALIDATION_SPLIT``).
-ONE_CLASS_SPLIT = 0.1
 
 
 def check_one_class_split(y_train, y_test, digits) -> None:
@@ -164,8 +173,7 @@ def _cmd_mnist_one_class(args) -> int:
     if args.save is not None:
         if len(args.digit) > 1:
             raise UsageError("--save keeps one detector: give one --digit")
-        n_normal = int(np.sum(y_train == args.digit[0]))
-        check_save(args, n_normal - int(np.floor(n_normal * (1.0 - ONE_CLASS_SPLIT))))
+        check_save(args, n_calibration(int(np.sum(y_test == args.digit[0]))))
     from course_lib.experiments.one_class import mnist_one_class_experiment  # Keras loads
 
     results = []
@@ -175,12 +183,13 @@ def _cmd_mnist_one_class(args) -> int:
                                                      model=args.model, return_details=True)
         results.append(result)
         if args.save is not None:
-            from course_lib.detector import digit_detector
+            from course_lib.detector import calibration_split, digit_detector
 
-            keep_detector(args, digit_detector(details["autoencoder"], name=f"digit {digit}",
-                                               notebook="bench mnist-one-class",
-                                               profile=args.profile),
-                          details["x_calibration"])
+            detector = digit_detector(details["autoencoder"], name=f"digit {digit}",
+                                      notebook="bench mnist-one-class", profile=args.profile)
+            scores, is_anomaly = detector.score(x_test), y_test != digit
+            cal, check = calibration_split(is_anomaly, seed=args.seed)
+            keep_detector(args, detector, result, scores[cal], scores[check], is_anomaly[check])
         print(json.dumps(results[-1]), flush=True)
     if len(results) > 1:  # several digits: the last line summarises them
         print(json.dumps({
@@ -199,10 +208,9 @@ def _cmd_mnist_one_class(args) -> int:
 CREDITCARD_VALIDATION_SHARE = 0.1
 
 
-def check_creditcard_rows(labels, test_fraction: float) -> int:
+def check_creditcard_rows(labels, test_fraction: float) -> None:
     """What ``split_creditcard`` needs of the rows, checked before Keras loads: frauds to
-    evaluate with, and enough normal rows to train on (20), validate (2) and test (1).
-    Returns the number of validation normals."""
+    evaluate with, and enough normal rows to train on (20), validate (2) and test (1)."""
     n_normal, n_fraud = int(np.sum(labels == 0)), int(np.sum(labels == 1))
     if n_fraud == 0:
         raise DataError("the data holds no frauds (Class 1): they are needed to evaluate the "
@@ -212,7 +220,6 @@ def check_creditcard_rows(labels, test_fraction: float) -> int:
     if n_test < 1 or n_val < 2 or n_normal - n_test - n_val < 20:
         raise DataError(f"only {n_normal} normal rows: too few to train on (at least 20), "
                         f"validate and test with --test-fraction {test_fraction}.")
-    return n_val
 
 
 def _cmd_creditcard(args) -> int:
@@ -221,22 +228,23 @@ def _cmd_creditcard(args) -> int:
     if args.save is not None and args.scaling != "standard":
         raise UsageError("--save keeps the 'standard' scaling only: drop --scaling quantile")
     frame = read_creditcard_csv(args.csv)
-    n_val = check_creditcard_rows(frame["Class"].to_numpy(), args.test_fraction)
-    check_save(args, n_val)
+    check_creditcard_rows(frame["Class"].to_numpy(), args.test_fraction)
+    n_normal = int(np.sum(frame["Class"].to_numpy() == 0))
+    check_save(args, n_calibration(int(round(args.test_fraction * n_normal))))
     from course_lib.experiments.creditcard import creditcard_experiment  # Keras loads
 
     result, details = creditcard_experiment(frame, profile=args.profile, seed=args.seed,
                                             test_fraction=args.test_fraction,
                                             scaling=args.scaling, return_details=True)
     if args.save is not None:
-        from course_lib.detector import transaction_detector
+        from course_lib.detector import calibration_split, transaction_detector
 
         split = details["split"]
-        keep_detector(args, transaction_detector(details["autoencoder"], split,
-                                                 name="credit-card fraud",
-                                                 notebook="bench creditcard",
-                                                 profile=args.profile),
-                      frame.iloc[split.val_rows])
+        detector = transaction_detector(details["autoencoder"], split, name="credit-card fraud",
+                                        notebook="bench creditcard", profile=args.profile)
+        scores = detector.score(frame.iloc[split.test_rows])
+        cal, check = calibration_split(split.y_test, seed=args.seed)
+        keep_detector(args, detector, result, scores[cal], scores[check], split.y_test[check])
     print(json.dumps(result), flush=True)
     return 0
 
@@ -339,11 +347,15 @@ def _cmd_mvtec(args) -> int:
                     if setting == "whole" else
                     {"sigma": 1.0, "scale": data.scale, "patch_size": result["patch_size"],
                      "stride": result["stride"]})
+        from course_lib.map_metrics import image_scores
+
         detector = image_detector(details["autoencoder"], args.loss, details["x_fit"],
                                   setting=setting, name=f"{data.category} AE-{args.loss.upper()}",
                                   notebook="bench mvtec", profile=args.profile, data=data,
                                   **geometry)
-        keep_detector(args, detector, details["x_val"])
+        # the good validation images: never trained on (these models have no early stopping)
+        keep_detector(args, detector, result, image_scores(details["val_maps"]),
+                      image_scores(details["test_maps"]), data.y_test)
     print(json.dumps(result), flush=True)
     return 0
 
@@ -462,85 +474,23 @@ def _cmd_ecg(args) -> int:
     from course_lib.experiments.ecg import ecg_experiment, split_ecg_files
 
     split = split_ecg_files(x_train, y_train, x_test, y_test, seed=args.seed)
-    check_save(args, len(split.x_val))
+    check_save(args, n_calibration(int(np.sum(split.is_abnormal == 0))))
     result, details = ecg_experiment(split, profile=args.profile, seed=args.seed,
                                      return_details=True)
     if args.save is not None:
-        from course_lib.detector import beat_detector
+        from course_lib.detector import beat_detector, calibration_split
 
-        keep_detector(args, beat_detector(details["autoencoder"], split, name="heartbeats",
-                                          notebook="bench ecg", profile=args.profile),
-                      normal_scores=details["val_scores"])
+        detector = beat_detector(details["autoencoder"], split, name="heartbeats",
+                                 notebook="bench ecg", profile=args.profile)
+        scores = details["scores"]["autoencoder"]    # = detector.score of the raw test beats
+        cal, check = calibration_split(split.is_abnormal, seed=args.seed)
+        keep_detector(args, detector, result, scores[cal], scores[check],
+                      split.is_abnormal[check])
     print(json.dumps(result), flush=True)
     return 0
 
 
 # --------------------------------------------------------------------------- notebooks
-def machine_info() -> dict:
-    """CPU, cores, Python and library versions, for the benchmark table."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"date": _dt.date.today().isoformat(), "cpu": cpu,
-            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else os.cpu_count(), "python": platform.python_version()}
-    for pkg in ("keras", "tensorflow"):
-        try:
-            info[pkg] = version(pkg)
-        except PackageNotFoundError:
-            info[pkg] = "-"
-    return info
-
-
-def benchmark_table(results: dict, info: dict, data: str = "offline") -> str:
-    """Markdown: one row per notebook, seconds and peak memory per profile, and what data."""
-    profiles = list(results)
-    head = "| notebook | " + " | ".join(f"{p}: s | {p}: peak MB" for p in profiles) + " |"
-    sep = "|---|" + "---:|---:|" * len(profiles)
-    names = [r.notebook for r in next(iter(results.values()))]
-    rows = []
-    for i, name in enumerate(names):
-        cells = []
-        for p in profiles:
-            r = results[p][i]
-            peak = "n/a" if r.peak_mb is None else f"{r.peak_mb:.0f}"
-            sec = f"{r.seconds:.0f}" + ("" if r.status == "ok" else " (failed)")
-            cells.append(f"{sec} | {peak}")
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    totals = " | ".join(
-        f"**{sum(r.seconds for r in results[p]):.0f}** | "
-        f"**{max((r.peak_mb or 0) for r in results[p]):.0f}** (max)" for p in profiles)
-    rows.append(f"| **whole course** | {totals} |")
-    meta = (f"Measured {info['date']} with `python -m course_lib.bench notebooks` on "
-            f"{info['cores']} CPU cores ({info['cpu']}), Python {info['python']}, "
-            f"Keras {info['keras']}, TensorFlow {info['tensorflow']}, "
-            f"{DATA_WORDS.get(data, data)}. "
-            "Seconds: wall time from kernel start to the last cell. Peak MB: the kernel's peak "
-            "resident memory (ru_maxrss).")
-    return "\n".join([meta, "", head, sep] + rows)
-
-
-BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
-_BENCH_BLOCK = re.compile(re.escape(BENCH_START) + r".*?" + re.escape(BENCH_END), re.S)
-
-
-def replace_between_markers(path: Path, text: str) -> bool:
-    """Put ``text`` between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` in ``path``."""
-    start, end, pattern = BENCH_START, BENCH_END, _BENCH_BLOCK
-    content = path.read_text(encoding="utf-8")
-    if not pattern.search(content):
-        return False
-    atomic_write_text(path, pattern.sub(lambda _: f"{start}\n{text}\n{end}", content))
-    return True
-
-
 def _check_notebook_outputs(args, paths) -> None:
     """``--output`` and ``--readme`` can be written, and are none of the notebooks run:
     checked before the runs, which take many minutes."""
@@ -553,7 +503,7 @@ def _check_notebook_outputs(args, paths) -> None:
             text = Path(args.readme).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"--readme: cannot read {args.readme} ({exc}).") from None
-        if not _BENCH_BLOCK.search(text):
+        if not BENCH_BLOCK.search(text):
             raise UsageError(f"--readme: {args.readme} has no {BENCH_START} ... {BENCH_END} "
                              f"block to put the table in; add the two lines where the table "
                              f"belongs (or leave out --readme), then run again.")

@@ -12,6 +12,7 @@ Each tool defines ``main(argv=None) -> int`` as ``run_command(PROG, _run, argv)`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -62,6 +63,37 @@ def run_command(prog: str, run, argv=None) -> int:
             text = f"{type(exc).__name__}: {text}"
         print(f"{prog}: error: {text}", file=sys.stderr)
         return 1
+
+
+#: TensorFlow's start-up lines that say nothing to a user of the tools (C++ logging that its
+#: TF_CPP_MIN_LOG_LEVEL no longer silences): no GPU here, oneDNN on.
+TF_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations",
+            "Could not find cuda drivers", "failed call to cuInit", "cudart_stub",
+            "Unable to register cu", "TF-TRT Warning", "computation placer already registered",
+            "This TensorFlow binary is optimized")
+
+
+@contextlib.contextmanager
+def quiet_tensorflow():
+    """Import and start TensorFlow inside this block without its C++ start-up lines on stderr:
+    stderr (file descriptor 2) goes to a temporary file meanwhile, and every line that is not
+    one of :data:`TF_NOISE` is written back afterwards, so no real message is lost."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines(True)
+                    if not any(noise in line for noise in TF_NOISE)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 # --------------------------------------------------------------------------- argument types

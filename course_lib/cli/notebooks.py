@@ -1,4 +1,5 @@
-"""Running a notebook in a fresh kernel and measuring it (for ``runner`` and ``bench``).
+"""Running a notebook in a fresh kernel and measuring it (for ``runner`` and ``bench``), and
+the tables of those measurements (``summary_table``; ``benchmark_table`` for ``bench``).
 
 :func:`execute_notebook` runs one notebook top to bottom in a new kernel (from its own folder),
 records the wall time, the kernel's peak memory (``ru_maxrss``) and the data sources it
@@ -10,8 +11,10 @@ kernel and raises ``KeyboardInterrupt`` (the tools then stop and exit with 130).
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -236,3 +239,73 @@ def summary_table(results: list) -> str:
     lines.append(f"| **total** | {sum(r.status == 'ok' for r in results)}/{len(results)} ok | "
                  f"{total:.1f} | {max((r.peak_mb or 0) for r in results):.0f} (max) | |")
     return "\n".join(lines)
+
+
+DATA_WORDS = {"offline": "embedded (offline) data", "online": "downloaded (online) data",
+              "auto": "online data where the network answered, else embedded data"}
+
+
+# --------------------------------------------------------------------------- benchmark tables
+def machine_info() -> dict:
+    """CPU, cores, Python and library versions, for the benchmark table."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"date": _dt.date.today().isoformat(), "cpu": cpu,
+            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(), "python": platform.python_version()}
+    for pkg in ("keras", "tensorflow"):
+        try:
+            info[pkg] = version(pkg)
+        except PackageNotFoundError:
+            info[pkg] = "-"
+    return info
+
+
+def benchmark_table(results: dict, info: dict, data: str = "offline") -> str:
+    """Markdown: one row per notebook, seconds and peak memory per profile, and what data."""
+    profiles = list(results)
+    head = "| notebook | " + " | ".join(f"{p}: s | {p}: peak MB" for p in profiles) + " |"
+    sep = "|---|" + "---:|---:|" * len(profiles)
+    names = [r.notebook for r in next(iter(results.values()))]
+    rows = []
+    for i, name in enumerate(names):
+        cells = []
+        for p in profiles:
+            r = results[p][i]
+            peak = "n/a" if r.peak_mb is None else f"{r.peak_mb:.0f}"
+            sec = f"{r.seconds:.0f}" + ("" if r.status == "ok" else " (failed)")
+            cells.append(f"{sec} | {peak}")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    totals = " | ".join(
+        f"**{sum(r.seconds for r in results[p]):.0f}** | "
+        f"**{max((r.peak_mb or 0) for r in results[p]):.0f}** (max)" for p in profiles)
+    rows.append(f"| **whole course** | {totals} |")
+    meta = (f"Measured {info['date']} with `python -m course_lib.bench notebooks` on "
+            f"{info['cores']} CPU cores ({info['cpu']}), Python {info['python']}, "
+            f"Keras {info['keras']}, TensorFlow {info['tensorflow']}, "
+            f"{DATA_WORDS.get(data, data)}. "
+            "Seconds: wall time from kernel start to the last cell. Peak MB: the kernel's peak "
+            "resident memory (ru_maxrss).")
+    return "\n".join([meta, "", head, sep] + rows)
+
+
+BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
+BENCH_BLOCK = re.compile(re.escape(BENCH_START) + r".*?" + re.escape(BENCH_END), re.S)
+
+
+def replace_between_markers(path: Path, text: str) -> bool:
+    """Put ``text`` between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` in ``path``."""
+    start, end, pattern = BENCH_START, BENCH_END, BENCH_BLOCK
+    content = path.read_text(encoding="utf-8")
+    if not pattern.search(content):
+        return False
+    atomic_write_text(path, pattern.sub(lambda _: f"{start}\n{text}\n{end}", content))
+    return True

@@ -5,8 +5,9 @@
 
 DETECTOR is a ``.keras`` file saved by :func:`course_lib.detector.save_detector`, or the name
 of one a notebook saved (``course-score --list`` shows them).  INPUT is what the detector
-scores: a folder of images (searched with its subfolders; or one image file) for an image or
-digit detector, a CSV of transactions for notebook 04's, an ECG file for notebook 09's.
+scores: a folder of images (searched with its subfolders, masks in ``ground_truth/`` skipped;
+or one image file) for an image or digit detector, a CSV of transactions for notebook 04's,
+an ECG file for notebook 09's.
 
 It writes, in DIR (default ``scores-<INPUT's name>``):
 
@@ -35,7 +36,8 @@ import numpy as np
 
 from course_lib.checks import DataError
 from course_lib.cli.common import (ArgumentParser, UsageError, check_writable_folder,
-                                   positive_int, profile_name, quote_path, run_command)
+                                   positive_int, profile_name, quiet_tensorflow, quote_path,
+                                   run_command)
 
 PROG = "course-score"
 #: Images read, scored and mapped per step of the progress bar.
@@ -89,13 +91,16 @@ def resolve_detector(text: str, profile=None) -> Path:
 
 
 def list_images(folder: Path) -> list:
-    """Image files under ``folder`` (subfolders too, hidden ones skipped), sorted by their
-    relative path."""
+    """Image files under ``folder`` (subfolders too; hidden ones and MVTec's ``ground_truth``
+    masks skipped), sorted by their relative path."""
     from course_lib.data.mvtec import IMAGE_EXTENSIONS
+
+    def skipped(parts):
+        return any(part.startswith(".") or part == "ground_truth" for part in parts)
 
     found = [p for p in folder.rglob("*") if p.is_file()
              and p.suffix.lower() in IMAGE_EXTENSIONS
-             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+             and not skipped(p.relative_to(folder).parts)]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
@@ -262,9 +267,12 @@ def _run(argv) -> int:
         raise UsageError(f"--out {quote_path(out)} is a file, not a folder")
     check_writable_folder(out, "--out")
     start = time.perf_counter()
-    from course_lib.detector import load_detector   # Keras loads
+    with quiet_tensorflow():                        # Keras loads, and the model
+        from course_lib.detector import load_detector
 
-    detector = load_detector(detector_path)
+        detector = load_detector(detector_path)
+        detector.autoencoder.predict(np.zeros((1, *detector.autoencoder.input_shape[1:]),
+                                              np.float32), verbose=0)
     if detector.threshold is None:
         raise DataError(f"{detector_path} has no threshold: calibrate it in its notebook and "
                         f"save it again.")

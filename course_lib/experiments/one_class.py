@@ -8,7 +8,6 @@ notebook 06's variational autoencoder and its scores, from the same run).
 
 from __future__ import annotations
 
-import math
 import time
 
 import keras
@@ -93,9 +92,7 @@ def mnist_one_class_experiment(x_train, y_train, x_test, y_test, digit: int,
     images and seed) and adds ``vae_auroc`` (its squared error at the mean code, the score
     chosen on validation digits) and ``vae_<score>_auroc`` for every other score of
     :data:`course_lib.vae.VAE_SCORES`, ``vae_epochs`` and ``vae_seconds``.  With
-    ``return_details`` it returns ``(result, details)``, ``details`` = ``{"autoencoder",
-    "x_calibration"}``: the last ``ONE_CLASS_VALIDATION_SPLIT`` of the normal images, which
-    Keras kept out of training (early stopping watched them), to set a detector's threshold.
+    ``return_details`` it returns ``(result, details)``, ``details`` = ``{"autoencoder"}``.
     Used by ``python -m course_lib.bench mnist-one-class``.
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
@@ -140,7 +137,6 @@ def mnist_one_class_experiment(x_train, y_train, x_test, y_test, digit: int,
             **{f"vae_{k}_auroc": v for k, v in aurocs.items() if k != "mse_at_mean"},
             "vae_epochs": len(vae.history.history["loss"]),
             "vae_seconds": round(time.perf_counter() - start, 1)})
-    if return_details:   # Keras' validation_split keeps the last floor(n (1 - split)) out
-        split_at = int(math.floor(len(x_normal) * (1.0 - ONE_CLASS_VALIDATION_SPLIT)))
-        return result, {"autoencoder": autoencoder, "x_calibration": x_normal[split_at:]}
+    if return_details:
+        return result, {"autoencoder": autoencoder}
     return result
