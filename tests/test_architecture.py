@@ -36,10 +36,10 @@ DATA_ORDER = ("common", "mnist", "creditcard", "mvtec", "textures", "kolektor", 
 CLI_SHARED = ("common", "notebooks")
 #: The experiments, one module per notebook topic (same rank: none imports another).
 EXPERIMENTS = ("one_class", "creditcard", "mvtec", "ecg")
-CLI_TOOLS = ("runner", "bench", "data", "doctor", "colab", "score")
+CLI_TOOLS = ("runner", "bench", "data", "doctor", "colab", "score", "site")
 #: ``python -m course_lib.<tool>`` shims: the very bottom.
 SHIMS = ("course_lib.bench", "course_lib.runner", "course_lib.doctor", "course_lib.colab",
-         "course_lib.score", "course_lib.data.__main__")
+         "course_lib.score", "course_lib.site", "course_lib.data.__main__")
 HEAVY = ("keras", "tensorflow", "matplotlib", "sklearn")
 
 
@@ -345,7 +345,7 @@ def test_deck_does_not_import_command_line_modules():
 
 # =========================================================================== light imports
 LIGHT = ["course_lib", "course_lib.config", "course_lib.checks", "course_lib.metrics",
-         "course_lib.data"] + [m for m in sorted(all_modules())
+         "course_lib.browser", "course_lib.data"] + [m for m in sorted(all_modules())
                                if m.startswith("course_lib.data.") or is_cli(m)]
 
 _SPY = """
