@@ -265,6 +265,20 @@ def test_site_report_lists_every_problem_with_its_page():
     assert browser.SiteReport("/s", pages=[browser.PageReport("index.html")]).ok
 
 
+def test_out_never_replaces_a_folder_that_is_not_a_built_site(tmp_path, capsys):
+    (tmp_path / "keep.ipynb").write_text("{}")
+    assert site.main(["--no-execute", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "not a site built by this tool" in err
+    assert (tmp_path / "keep.ipynb").is_file()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other-src").mkdir()
+    (tmp_path / "other-src" / "mine.txt").write_text("x")
+    assert site.main(["--no-execute", "--out", str(tmp_path / "other")]) == 2
+    assert "other-src" in capsys.readouterr().err
+    assert (tmp_path / "other-src" / "mine.txt").is_file()
+
+
 # --------------------------------------------------------------------------- python -m
 def test_python_m_site_help():
     out = subprocess.run([sys.executable, "-m", "course_lib.site", "--help"],

@@ -420,9 +420,9 @@ def sphinx_build(src: Path, out: Path, log=print) -> None:
         raise ImportError("building the site needs Sphinx, MyST-NB and sphinx-book-theme: "
                           "install the course's 'dev' extra with  pip install -e \".[dev]\"  "
                           "(make setup does).") from None
-    html = src / "_build" / "html"
+    built = src / "_build" / "html"
     args = ["-b", "html", "-q", "-E", "-d", str(src / "_build" / "doctrees"), str(src),
-            str(html)]
+            str(built)]
     captured = io.StringIO()
     with redirect_stdout(captured):
         code = build_main(args)
@@ -432,7 +432,18 @@ def sphinx_build(src: Path, out: Path, log=print) -> None:
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(html), str(out))
+    shutil.move(str(built), str(out))
+
+
+def refuse_replacing(folder: Path, marker: str, option: str) -> None:
+    """Raise :class:`UsageError` unless ``folder`` may be emptied and rewritten: it does not
+    exist, is empty, or holds ``marker`` (what an earlier build left there).  Keeps ``--out
+    build`` or ``--out .`` from deleting the executed notebooks or the course."""
+    folder = Path(folder)
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / marker).exists():
+        raise UsageError(f"{option} {quote_path(folder)} holds files that are not a site built "
+                         f"by this tool (no {marker}), and building would delete them; give a "
+                         f"new or empty folder")
 
 
 def run_course(build_dir: Path, profile: str) -> int:
@@ -494,8 +505,11 @@ def _run(argv) -> int:
         return check(out)
     paths = notebook_paths(args.notebooks)
     src = out.with_name(out.name + "-src")
-    for folder, option in ((out, "--out"), (src, "--out")):
-        check_writable_folder(folder, option)
+    for folder, marker in ((out, ".buildinfo"), (src, "site.json")):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--out: {quote_path(folder)} is a file; give another --out")
+        refuse_replacing(folder, marker, "--out")
+        check_writable_folder(folder, "--out")
     if not args.no_execute:
         summary = read_summary(build_dir)
         stale = {p.name: why for p in paths
