@@ -509,10 +509,11 @@ def test_list_notebooks_sorts_and_keeps_only_numbered_notebooks(tmp_path):
 
 
 def test_every_tool_uses_the_same_list_notebooks():
-    from course_lib.cli import bench, colab, common, runner
+    from course_lib.cli import bench, colab, common, runner, site
 
     assert runner.notebook_paths is common.notebook_paths  # which default to list_notebooks
     assert bench.notebook_paths is common.notebook_paths
+    assert site.notebook_paths is common.notebook_paths
     assert common.notebook_paths([]) == common.list_notebooks()
     assert colab._list_notebooks is common.list_notebooks
     assert colab.list_notebooks() == common.list_notebooks()

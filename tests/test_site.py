@@ -265,6 +265,41 @@ def test_site_report_lists_every_problem_with_its_page():
     assert browser.SiteReport("/s", pages=[browser.PageReport("index.html")]).ok
 
 
+def test_make_site_runs_the_course_first_when_a_copy_is_not_current(tmp_path, monkeypatch,
+                                                                      capsys):
+    nb, build, _ = _build(tmp_path, profile="workshop")
+    calls, built = [], []
+    monkeypatch.setattr(site, "stage", lambda src, paths, *a, **k: built.append(paths) or {
+        "notebooks": {}, "docs": [], "slides": False})
+    monkeypatch.setattr(site, "sphinx_build", lambda src, out: None)
+    monkeypatch.setattr(site, "run_course", lambda b, p: calls.append((b, p)) or 1)
+    argv = [str(nb), "--build", str(build), "--out", str(tmp_path / "site")]
+    assert site.main(argv + ["--profile", "fast"]) == 1       # copies are workshop ones
+    err = capsys.readouterr().err
+    assert calls == [(build, "fast")] and not built
+    assert "make course failed" in err and "--no-execute" in err
+    monkeypatch.setattr(site, "run_course", lambda b, p: calls.append((b, p)) or 0)
+    assert site.main(argv + ["--profile", "fast"]) == 0 and built == [[nb]]
+    assert "running the course first" in capsys.readouterr().out
+    calls.clear()
+    assert site.main(argv + ["--profile", "workshop"]) == 0 and calls == []  # current: reused
+    assert site.main(argv + ["--profile", "fast", "--no-execute"]) == 0 and calls == []
+
+
+def test_run_course_is_make_course(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(cmd, **kwargs):
+        seen.update(cmd=cmd, **kwargs)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(site.subprocess, "run", fake_run)
+    assert site.run_course(tmp_path / "b", "fast") == 0
+    assert seen["cmd"][1:] == ["-m", "course_lib.runner", "--out", str((tmp_path / "b").resolve()),
+                               "--profile", "fast", "--data", "offline"]
+    assert seen["cwd"] == REPO_DIR and seen["env"]["COURSE_DATA"] == "offline"
+
+
 def test_out_never_replaces_a_folder_that_is_not_a_built_site(tmp_path, capsys):
     (tmp_path / "keep.ipynb").write_text("{}")
     assert site.main(["--no-execute", "--out", str(tmp_path)]) == 2

@@ -348,9 +348,9 @@ def _docs_pages(docs_dir: Path) -> tuple:
     return order, files
 
 
-def stage(src: Path, notebooks: list, build_dir: Path, profile: str, execute_ok=True,
-          readme: Path = README, docs_dir: Path = DOCS_DIR, conf: Path = CONF,
-          deck: Path | None = None, repo_url: str | None = None, log=print) -> dict:
+def stage(src: Path, notebooks: list, build_dir: Path, profile: str, readme: Path = README,
+          docs_dir: Path = DOCS_DIR, conf: Path = CONF, deck: Path | None = None,
+          repo_url: str | None = None, log=print) -> dict:
     """Write the site's sources into ``src`` (emptied first) and return what was staged:
     ``{"notebooks": {name: "executed"|"not executed"}, "docs": [...], "slides": bool}``.
 
@@ -367,7 +367,7 @@ def stage(src: Path, notebooks: list, build_dir: Path, profile: str, execute_ok=
     staged = {f"notebooks/{Path(n).name}" for n in notebooks}
     staged |= {f"docs/{p.name}" for p in doc_files}
     summary = read_summary(build_dir)
-    status, titles, nb_paths = {}, {}, {}
+    status, titles = {}, {}
     for nb_path in notebooks:
         nb_path = Path(nb_path)
         copy_path, why = executed_copy(nb_path, build_dir, profile, summary)
@@ -380,7 +380,6 @@ def stage(src: Path, notebooks: list, build_dir: Path, profile: str, execute_ok=
             log(f"  {nb_path.name}: shown without outputs ({why})")
         staged_nb = stage_notebook(raw, line, staged, repo_url)
         titles[nb_path.name] = notebook_title(raw, nb_path.stem)
-        nb_paths[nb_path.name] = nb_path
         _write(src / "notebooks" / nb_path.name, json.dumps(staged_nb, indent=1,
                                                              ensure_ascii=False))
         status[nb_path.name] = "executed" if copy_path else "not executed"
@@ -409,10 +408,11 @@ def stage(src: Path, notebooks: list, build_dir: Path, profile: str, execute_ok=
     return {"notebooks": status, "docs": docs, "slides": has_deck}
 
 
-def sphinx_build(src: Path, out: Path, log=print) -> None:
-    """Run Sphinx (in this process) on the staged ``src``; move the HTML to ``out``.
+def sphinx_build(src: Path, out: Path) -> None:
+    """Run Sphinx (in this process, quiet: warnings and errors only, on stderr) on the staged
+    ``src``, then move the HTML to ``out`` (replacing an earlier build).
 
-    Raises ``RuntimeError`` with Sphinx's last messages when the build fails.
+    Raises ``RuntimeError`` when Sphinx fails, with the command to rerun it by hand.
     """
     try:
         from sphinx.cmd.build import build_main
