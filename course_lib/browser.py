@@ -267,9 +267,12 @@ def check_site(root, pages=None, search: str | None = None, screenshot=None,
                 current[0] = PageReport(f"search.html?q={search}")
                 report.pages.append(current[0])
                 page.goto((root / "search.html").as_uri() + f"?q={search}", wait_until="load")
-                try:
-                    page.wait_for_selector("#search-results li", timeout=min(timeout_ms, 10000))
-                except Exception:  # noqa: BLE001 - playwright's TimeoutError: nothing found
+                try:  # Sphinx's summary line says when the search has finished
+                    page.wait_for_function(
+                        "() => /found|did not match/i.test(document.querySelector("
+                        "'#search-results .search-summary')?.textContent || '')",
+                        timeout=min(timeout_ms, 10000))
+                except Exception:  # noqa: BLE001 - playwright's TimeoutError: no summary
                     pass
                 found = page.locator("#search-results li").count()
                 report.search = {"query": search, "results": found}

@@ -181,7 +181,7 @@ def test_the_check_fails_on_a_cdn_script_broken_links_a_missing_image_and_errors
            '<link rel="stylesheet" href="_static/no_such_style.css">'
            '<script>undefinedFunction();</script></body>')
     index.write_text(_text(index).replace("</body>", bad), encoding="utf-8")
-    report = browser.check_site(site, pages=[index, site / "slides.html"])
+    report = browser.check_site(site, pages=[index, site / "slides.html"], search="qzxvkj")
     assert not report.ok
     problems = "\n".join(report.problems)
     assert "index.html: asked the network for https://cdn.jsdelivr.net/npm/mathjax" in problems
@@ -190,4 +190,5 @@ def test_the_check_fails_on_a_cdn_script_broken_links_a_missing_image_and_errors
     assert "image did not decode" in problems and "no_such_figure.png" in problems
     assert "missing file" in problems and "no_such_style.css" in problems
     assert "undefinedFunction" in problems
+    assert "searching 'qzxvkj' found nothing" in problems
     assert not any(p.startswith("slides.html") for p in report.problems)

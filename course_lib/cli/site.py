@@ -484,7 +484,8 @@ def check(out: Path, log=print) -> int:
     from course_lib.browser import BrowserUnavailable, check_site
 
     try:
-        report = check_site(out, search=SEARCH_WORD, screenshot=out.parent / "site-index.png")
+        report = check_site(out, search=SEARCH_WORD,
+                            screenshot=out.parent / f"{out.name}-index.png")
     except BrowserUnavailable as err:
         raise DataError(f"browser check not run: {err}") from None
     log(report.summary())
