@@ -5,6 +5,10 @@
 #   make bench    measure wall time and peak memory per notebook -> docs/benchmarks.md, README
 #   make slides   build the workshop deck -> build/slides/index.html (one self-contained file)
 #   make slides-check   ... and check it in headless Chromium (needs the `chromium` package)
+#   make site     the course website -> build/site/index.html (opens offline): make course's
+#                 executed notebooks (run first when missing or out of date), the deck if built,
+#                 docs pages; Sphinx + MyST-NB + sphinx-book-theme
+#   make site-check     ... and open every page in headless Chromium (no network, no broken link)
 #   make lab      open the notebooks in JupyterLab
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +16,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROFILE ?= workshop
 
-.PHONY: setup course test bench slides slides-check lab clean
+.PHONY: setup course test bench slides slides-check site site-check lab clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-lab.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +41,13 @@ slides: $(STAMP)
 
 slides-check: $(STAMP)
 	COURSE_PROFILE=$(PROFILE) COURSE_DATA=offline $(BIN)/python -m slides.build --check
+
+site: $(STAMP)
+	COURSE_PROFILE=$(PROFILE) COURSE_DATA=offline $(BIN)/python -m course_lib.site --build build
+
+site-check: $(STAMP)
+	COURSE_PROFILE=$(PROFILE) COURSE_DATA=offline $(BIN)/python -m course_lib.site --build build \
+		--check
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks

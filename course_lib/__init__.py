@@ -8,6 +8,8 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``sampling``      seeded subsets and splits
 - ``results``       results a notebook keeps for a later one (JSON in the cache folder)
 - ``download``      network probe, verified downloads, resumable downloads, safe extraction
+- ``browser``       headless Chromium for the built deck and website: find it, check pages
+                    offline (no network, no broken link or image, no console error)
 - ``data.*``        one loader per dataset (``mnist``, ``creditcard``, ``mvtec``, ``textures``,
                     ``kolektor``, ``bottle``, ``ecg``) and ``data.cache`` (what is cached;
                     prefetch)
@@ -26,10 +28,10 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``experiments.*`` the runs shared by notebooks, benchmark commands and the deck, one module
                     per notebook topic (``one_class``, ``creditcard``, ``mvtec``, ``ecg``)
 - ``cli.*``         command-line tools: ``runner``, ``bench``, ``data``, ``doctor``, ``colab``,
-                    ``score`` (``python -m course_lib.<tool>``)
+                    ``score``, ``site`` (``python -m course_lib.<tool>``)
 
-Importing ``course_lib``, ``config``, ``checks``, ``data.*``, ``metrics`` or a command-line tool
-is cheap; ``ssim``, ``models``, ``detector``, ``vae``, ``gan`` and what builds on them import
+Importing ``course_lib``, ``config``, ``checks``, ``data.*``, ``metrics``, ``browser`` or a
+command-line tool is cheap; ``ssim``, ``models``, ``detector``, ``vae``, ``gan`` and what builds on them import
 Keras at the top, like the notebook cells they are saved from.
 """
 

@@ -9,42 +9,17 @@ decoded, and the browser console shows no errors or uncaught exceptions.  A scre
 title slide is saved where asked (``build/slides/title-slide.png``; build/ is not in git).
 
 Uses Playwright's Python API with the system's Chromium (Debian package ``chromium``); no
-browser is downloaded.  Used by ``tests/test_slides.py``.
+browser is downloaded; finding and starting it is shared with the website's check
+(:mod:`course_lib.browser`).  Used by ``tests/test_slides.py``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CHROMIUM_ENV = "COURSE_CHROMIUM"
-CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-# The flags Chromium needs as root in a container with no network (see the developers' notes).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-dev-shm-usage"]
-
-
-class BrowserUnavailable(RuntimeError):
-    """No Chromium (or no Playwright) here; the message says how to get one."""
-
-
-def find_chromium() -> str:
-    """Path of a Chromium executable: ``$COURSE_CHROMIUM`` or the first one on PATH."""
-    env = os.environ.get(CHROMIUM_ENV)
-    if env:
-        if not Path(env).is_file():
-            raise BrowserUnavailable(f"{CHROMIUM_ENV}={env} is not a file.")
-        return env
-    for name in CANDIDATES:
-        path = shutil.which(name)
-        if path:
-            return path
-    raise BrowserUnavailable(
-        "no Chromium found. On Debian/Ubuntu: sudo apt-get install chromium; elsewhere install "
-        f"Chromium or Chrome and set {CHROMIUM_ENV} to its executable.")
+from course_lib.browser import (CANDIDATES, CHROMIUM_ARGS, CHROMIUM_ENV,  # noqa: F401
+                                BrowserUnavailable, find_chromium)
 
 
 @dataclass

@@ -36,10 +36,10 @@ DATA_ORDER = ("common", "mnist", "creditcard", "mvtec", "textures", "kolektor", 
 CLI_SHARED = ("common", "notebooks")
 #: The experiments, one module per notebook topic (same rank: none imports another).
 EXPERIMENTS = ("one_class", "creditcard", "mvtec", "ecg")
-CLI_TOOLS = ("runner", "bench", "data", "doctor", "colab", "score")
+CLI_TOOLS = ("runner", "bench", "data", "doctor", "colab", "score", "site")
 #: ``python -m course_lib.<tool>`` shims: the very bottom.
 SHIMS = ("course_lib.bench", "course_lib.runner", "course_lib.doctor", "course_lib.colab",
-         "course_lib.score", "course_lib.data.__main__")
+         "course_lib.score", "course_lib.site", "course_lib.data.__main__")
 HEAVY = ("keras", "tensorflow", "matplotlib", "sklearn")
 
 
@@ -345,7 +345,7 @@ def test_deck_does_not_import_command_line_modules():
 
 # =========================================================================== light imports
 LIGHT = ["course_lib", "course_lib.config", "course_lib.checks", "course_lib.metrics",
-         "course_lib.data"] + [m for m in sorted(all_modules())
+         "course_lib.browser", "course_lib.data"] + [m for m in sorted(all_modules())
                                if m.startswith("course_lib.data.") or is_cli(m)]
 
 _SPY = """
@@ -509,10 +509,11 @@ def test_list_notebooks_sorts_and_keeps_only_numbered_notebooks(tmp_path):
 
 
 def test_every_tool_uses_the_same_list_notebooks():
-    from course_lib.cli import bench, colab, common, runner
+    from course_lib.cli import bench, colab, common, runner, site
 
     assert runner.notebook_paths is common.notebook_paths  # which default to list_notebooks
     assert bench.notebook_paths is common.notebook_paths
+    assert site.notebook_paths is common.notebook_paths
     assert common.notebook_paths([]) == common.list_notebooks()
     assert colab._list_notebooks is common.list_notebooks
     assert colab.list_notebooks() == common.list_notebooks()

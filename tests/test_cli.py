@@ -18,15 +18,17 @@ import numpy as np
 import pytest
 
 from course_lib.checks import DataError
-from course_lib.cli import bench, colab, common, data, doctor, runner, score
+from course_lib.cli import bench, colab, common, data, doctor, runner, score, site
 from course_lib.config import REPO_DIR
 
 TOOLS = {"runner": runner, "bench": bench, "data": data, "doctor": doctor, "colab": colab,
-         "score": score}
+         "score": score, "site": site}
 SHIMS = {"runner": "course_lib.runner", "bench": "course_lib.bench", "data": "course_lib.data",
-         "doctor": "course_lib.doctor", "colab": "course_lib.colab", "score": "course_lib.score"}
+         "doctor": "course_lib.doctor", "colab": "course_lib.colab", "score": "course_lib.score",
+         "site": "course_lib.site"}
 SCRIPTS = {"course-run": runner, "course-bench": bench, "course-data": data,
-           "course-doctor": doctor, "course-colab": colab, "course-score": score}
+           "course-doctor": doctor, "course-colab": colab, "course-score": score,
+           "course-site": site}
 
 
 def _python_m(module, *args, env=None):
@@ -130,6 +132,10 @@ USAGE_ERRORS = [
     ("score", ["{folder}", "{folder}"], "is a folder, not a .keras file"),
     ("score", ["{file}", "{missing}"], "INPUT '"),
     ("score", ["{file}", "{folder}", "--out", "{file}"], "is a file, not a folder"),
+    ("site", ["--profile", "turbo"], "unknown profile 'turbo'"),
+    ("site", ["{missing}"], "not found"),
+    ("site", ["--out", "{file}"], "is a file; give a folder for the site"),
+    ("site", ["--check-only", "--out", "{folder}"], "no site in"),
 ]
 
 

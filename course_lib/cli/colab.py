@@ -23,50 +23,19 @@ import sys
 from pathlib import Path
 
 from course_lib.checks import DataError
-from course_lib.cli.common import ArgumentParser, list_notebooks as _list_notebooks, run_command
+from course_lib.cli.common import (BRANCH, ArgumentParser, github_repo,  # noqa: F401 - colab's API
+                                   list_notebooks as _list_notebooks,
+                                   parse_repository as _parse_repository, repository_url,
+                                   run_command)
 from course_lib.config import REPO_DIR as REPO
 from course_lib.download import atomic_write_text
 
 PROG = "python -m course_lib.colab"
-BRANCH = "main"                  # the branch that the badges open and Binder builds
 CLONE_DIR = "/content/course"    # where the setup cell clones the course on Colab
 CELL_TAG = "colab-setup"
 BADGES_START, BADGES_END = "<!-- badges:start -->", "<!-- badges:end -->"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 BINDER_BADGE = "https://mybinder.org/badge_logo.svg"
-
-_GITHUB_RE = re.compile(r"https://github\.com/([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?")
-_REPOSITORY_LINE = re.compile(r'^\s*Repository\s*=\s*"([^"]*)"', re.M)
-
-
-def _parse_repository(text: str) -> str:
-    """The ``[project.urls] Repository`` value of a pyproject.toml text."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10: read that one line
-        m = _REPOSITORY_LINE.search(text)
-        url = m.group(1) if m else None
-    else:
-        url = tomllib.loads(text).get("project", {}).get("urls", {}).get("Repository")
-    if not url:
-        raise ValueError('pyproject.toml has no [project.urls] Repository = "https://github.com/..."')
-    return url
-
-
-def repository_url(root: Path | str = REPO) -> str:
-    """The course's repository URL: ``[project.urls] Repository`` in ``root/pyproject.toml``."""
-    return _parse_repository((Path(root) / "pyproject.toml").read_text(encoding="utf-8"))
-
-
-def github_repo(url: str) -> tuple[str, str]:
-    """``(owner, repo)`` of a ``https://github.com/<owner>/<repo>`` URL; ValueError otherwise."""
-    m = _GITHUB_RE.fullmatch(url.strip())
-    if not m:
-        raise ValueError(f"expected a GitHub repository URL of the form "
-                         f"https://github.com/<owner>/<repo>, got {url!r} "
-                         f"(Colab and Binder open notebooks straight from GitHub)")
-    return m.group(1), m.group(2)
-
 
 def setup_cell_source(url: str) -> str:
     """The exact source of the notebooks' Colab setup cell for the repository ``url``.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -285,3 +286,40 @@ def notebook_paths(names) -> list:
         if not p.is_file():
             raise UsageError(f"notebook {p} not found")
     return paths
+
+
+# --------------------------------------------------------------------------- the repository
+#: The branch that Colab and Binder links open (and Binder builds).
+BRANCH = "main"
+_GITHUB_RE = re.compile(r"https://github\.com/([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?")
+_REPOSITORY_LINE = re.compile(r'^\s*Repository\s*=\s*"([^"]*)"', re.M)
+
+
+def parse_repository(text: str) -> str:
+    """The ``[project.urls] Repository`` value of a pyproject.toml text."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: read that one line
+        m = _REPOSITORY_LINE.search(text)
+        url = m.group(1) if m else None
+    else:
+        url = tomllib.loads(text).get("project", {}).get("urls", {}).get("Repository")
+    if not url:
+        raise ValueError('pyproject.toml has no [project.urls] Repository = "https://github.com/..."')
+    return url
+
+
+def repository_url(root: Path | str = REPO_DIR) -> str:
+    """The course's ONE repository URL: ``[project.urls] Repository`` in ``root/pyproject.toml``
+    (the Colab setup cells, the README's badges and the website's launch buttons use it)."""
+    return parse_repository((Path(root) / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def github_repo(url: str) -> tuple[str, str]:
+    """``(owner, repo)`` of a ``https://github.com/<owner>/<repo>`` URL; ValueError otherwise."""
+    m = _GITHUB_RE.fullmatch(url.strip())
+    if not m:
+        raise ValueError(f"expected a GitHub repository URL of the form "
+                         f"https://github.com/<owner>/<repo>, got {url!r} "
+                         f"(Colab and Binder open notebooks straight from GitHub)")
+    return m.group(1), m.group(2)
