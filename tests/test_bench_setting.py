@@ -187,34 +187,35 @@ def test_ssim_constant_study_checks_k2_before_training(monkeypatch):
         experiments.ssim_constant_study(object(), k2_values=[0.1, 0.00001], profile="fast")
 
 
-@pytest.mark.parametrize("category, setting", [("bottle", "whole"), ("widget", "patches")])
-def test_mvtec_save_leaves_a_detector_that_course_score_runs(root, category, setting, tmp_path,
-                                                             monkeypatch, capsys):
-    """``--save`` (training replaced by untrained models): refused before training when the
+def test_mvtec_save_leaves_a_detector_that_course_score_runs(root, tmp_path, monkeypatch,
+                                                             capsys):
+    """``--save`` (training replaced by an untrained model): refused before training when the
     validation images cannot give the alpha; else a detector of the run's setting, which
-    ``course-score`` runs on the category's test folder."""
+    ``course-score`` runs on the category's test folder.  (The patch setting's detector:
+    tests/test_detector.py.)"""
     from types import SimpleNamespace
 
     from course_lib.cli import score
     from course_lib.detector import load_detector
     from course_lib.experiments import mvtec as E
-    from course_lib.models import build_mvtec_autoencoder, build_object_autoencoder
+    from course_lib.models import build_object_autoencoder
 
     stub = SimpleNamespace(history={"loss": [0.1]})
     monkeypatch.setattr(E, "train_object_autoencoder", lambda images, loss, side, epochs, **k:
                         (build_object_autoencoder(side, 1, loss)[0], stub))
-    monkeypatch.setattr(E, "train_mvtec_autoencoder", lambda images, loss, size, *a, **k:
-                        (build_mvtec_autoencoder(size, loss)[0], stub))
     target = tmp_path / "d.keras"
-    argv = ["mvtec", "--root", str(root), "--category", category, "--profile", "fast",
+    argv = ["mvtec", "--root", str(root), "--category", "bottle", "--profile", "fast",
             "--save", str(target)]
     assert bench.main(argv) == 1                 # 2 validation images cannot give alpha 0.05
     assert "needs at least 19" in capsys.readouterr().err and not target.exists()
     assert bench.main(argv + ["--alpha", "0.5"]) == 0
-    assert "saved detector" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "saved detector" in captured.err
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert result["detector_n_calibration"] == 2 and result["detector_n_checked"] == 3
     detector = load_detector(target)
-    assert detector.preprocessing["setting"] == setting and detector.n_calibration == 2
-    assert score.main([str(target), str(root / category / "test"),
+    assert detector.preprocessing["setting"] == "whole" and detector.n_calibration == 2
+    assert score.main([str(target), str(root / "bottle" / "test"),
                        "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "Scored 3 images" in out and "Labelled anomalous: " in out

@@ -548,6 +548,9 @@ def test_bench_creditcard_save_leaves_a_detector(tmp_path, monkeypatch, capsys):
     frame.to_csv(path, index=False)
     monkeypatch.setattr(E, "train_tabular_autoencoder", lambda *a, **k: (
         build_tabular_autoencoder(30)[0], SimpleNamespace(history={"loss": [0.1]})))
+    monkeypatch.setattr(E, "creditcard_baselines", lambda split, seed=0: {
+        name: np.zeros(len(split.y_test)) for name in ("Isolation Forest",
+                                                       "PCA reconstruction")})
     target = tmp_path / "cards.keras"
     assert main(["creditcard", "--csv", str(path), "--save", str(target), "--scaling",
                  "quantile"]) == 2

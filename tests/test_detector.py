@@ -36,6 +36,13 @@ def roundtrip(detector, tmp_path, name="d.keras"):
     return load_detector(path)
 
 
+@pytest.fixture(scope="module")
+def tabular():
+    """One untrained credit-card autoencoder and a split of synthetic transactions, shared."""
+    frame = credit_frame()
+    return build_tabular_autoencoder(30)[0], frame, split_creditcard(frame, seed=0)
+
+
 def credit_frame(n=300, n_fraud=6, seed=0):
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(rng.normal(size=(n, 31)) * np.r_[1000, np.ones(28), 50, 0],
@@ -69,10 +76,8 @@ def test_digit_detector_roundtrip_is_bitwise_and_matches_notebook_03(tmp_path):
         back.score(np.zeros((2, 32, 32), np.uint8))
 
 
-def test_transaction_detector_scales_as_the_split(tmp_path):
-    frame = credit_frame()
-    split = split_creditcard(frame, seed=0)
-    ae, _, _ = build_tabular_autoencoder(30)
+def test_transaction_detector_scales_as_the_split(tabular, tmp_path):
+    ae, frame, split = tabular
     det = transaction_detector(ae, split).calibrate(frame.iloc[split.val_rows], alpha=0.1)
     test = frame.iloc[split.test_rows]
     np.testing.assert_array_equal(det.prepare(test), split.x_test)   # sklearn's scaling, exactly
@@ -106,7 +111,7 @@ def test_beat_detector_scales_as_the_split(tmp_path):
 
 def test_whole_image_detector_matches_notebook_05_maps(tmp_path):
     rng = np.random.default_rng(2)
-    images = [rng.random((96, 96)).astype(np.float32) for _ in range(5)]
+    images = [rng.random((96, 96)).astype(np.float32) for _ in range(3)]
     ae, _, _ = build_object_autoencoder(64, 1, "ssim", code_size=8)
     det = image_detector(ae, "ssim", images, sigma=1.5, name="bottle")
     expected = image_scores(smooth_maps(whole_image_maps(ae, images, "ssim"), sigma=1.5))
@@ -129,6 +134,13 @@ def test_patch_detector_matches_notebook_05_maps(tmp_path):
     np.testing.assert_array_equal(back.score(images), expected)
     with pytest.raises(DataError, match="at least 16x16"):
         back.score([np.zeros((10, 40), np.float32)])
+    from skimage.io import imsave
+
+    imsave(tmp_path / "photo.png", np.zeros((80, 112), np.uint8), check_contrast=False)
+    assert back.read_image(tmp_path / "photo.png").shape == (40, 56)   # the files' scale 0.5
+    imsave(tmp_path / "tiny.png", np.zeros((24, 200), np.uint8), check_contrast=False)
+    with pytest.raises(DataError, match="smaller than one 16-pixel patch"):
+        back.read_image(tmp_path / "tiny.png")
 
 
 # --------------------------------------------------------------------------- image files
@@ -150,9 +162,9 @@ def test_read_image_brings_files_to_the_training_scale(tmp_path):
 
 
 # --------------------------------------------------------------------------- bad files
-def test_save_needs_a_threshold_and_a_keras_name(tmp_path):
-    ae, _, _ = build_tabular_autoencoder(30)
-    det = transaction_detector(ae, split_creditcard(credit_frame()))
+def test_save_needs_a_threshold_and_a_keras_name(tabular, tmp_path):
+    ae, _, split = tabular
+    det = transaction_detector(ae, split)
     with pytest.raises(DataError, match="calibrate"):
         save_detector(det, tmp_path / "d.keras")
     with pytest.raises(DataError, match="no threshold"):
@@ -163,9 +175,9 @@ def test_save_needs_a_threshold_and_a_keras_name(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
-    ae, _, _ = build_tabular_autoencoder(30)
-    det = transaction_detector(ae, split_creditcard(credit_frame()))
+def test_failed_save_keeps_the_old_file(tabular, tmp_path, monkeypatch):
+    ae, _, split = tabular
+    det = transaction_detector(ae, split)
     det.threshold, det.alpha, det.n_calibration = 1.0, 0.05, 20
     path = save_detector(det, tmp_path / "d.keras")
     before = path.read_bytes()
@@ -180,7 +192,7 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["d.keras"]
 
 
-def test_load_refuses_missing_damaged_and_foreign_files(tmp_path):
+def test_load_refuses_missing_damaged_and_foreign_files(tabular, tmp_path):
     with pytest.raises(DataError, match="no detector file"):
         load_detector(tmp_path / "none.keras")
     (tmp_path / "text.keras").write_text("hello")
@@ -190,16 +202,14 @@ def test_load_refuses_missing_damaged_and_foreign_files(tmp_path):
         z.writestr("nothing.txt", "x")
     with pytest.raises(DataError, match="could not be loaded"):
         load_detector(tmp_path / "empty.keras")
-    ae, _, _ = build_tabular_autoencoder(30)
-    ae.save(tmp_path / "plain.keras")
+    tabular[0].save(tmp_path / "plain.keras")
     with pytest.raises(DataError, match="not a course detector"):
         load_detector(tmp_path / "plain.keras")
 
 
-def test_unknown_kind_is_refused():
-    ae, _, _ = build_tabular_autoencoder(30)
+def test_unknown_kind_is_refused(tabular):
     with pytest.raises(DataError, match="kind"):
-        AnomalyDetector(ae, "sounds")
+        AnomalyDetector(tabular[0], "sounds")
 
 
 def test_calibration_split_takes_half_the_normals():

@@ -115,14 +115,6 @@ def test_masks_and_hidden_files_are_not_scored(saved, tmp_path):
         "test/crack/c.PNG", "test/good/a.png"]
 
 
-def test_scores_one_image_and_skips_maps(saved, tmp_path, capsys):
-    one = saved["test"] / "good" / "000.png"
-    code, out = run([saved["images"], one, "--out", tmp_path / "o", "--no-maps"], capsys)
-    assert code == 0, out.err
-    assert len(read_rows(tmp_path / "o" / "scores.csv")) == 1
-    assert not (tmp_path / "o" / "maps").exists()
-
-
 def test_scores_transactions_with_and_without_labels(saved, tmp_path, capsys):
     code, out = run([saved["cards"], saved["root"] / "cards.csv", "--out", tmp_path / "a"],
                     capsys)
@@ -198,9 +190,12 @@ def test_detector_by_name_and_list(saved, tmp_path, capsys, monkeypatch):
     target.write_bytes(saved["images"].read_bytes())
     code, out = run(["--list", "--profile", "fast"], capsys)
     assert code == 0 and "05_plates.keras" in out.out
-    code, out = run(["05_plates", saved["test"] / "good", "--profile", "fast",
-                     "--out", tmp_path / "o"], capsys)
+    one = saved["test"] / "good" / "000.png"                 # one image, no maps
+    code, out = run(["05_plates", one, "--profile", "fast", "--out", tmp_path / "o",
+                     "--no-maps"], capsys)
     assert code == 0, out.err
+    assert len(read_rows(tmp_path / "o" / "scores.csv")) == 1
+    assert not (tmp_path / "o" / "maps").exists()
     code, out = run(["05_nope", saved["test"], "--profile", "fast"], capsys)
     assert code == 2 and "05_plates" in out.err
 
@@ -209,3 +204,36 @@ def test_folder_labels_need_good_and_another_folder():
     assert folder_labels(["good/a.png", "crack/b.png"]).tolist() == [0, 1]
     assert folder_labels(["good/a.png", "good/b.png"]) is None
     assert folder_labels(["a.png", "crack/b.png"]) is None
+
+
+def test_every_detector_kind_has_its_words():
+    from course_lib.cli.score import INPUTS
+    from course_lib.detector import DETECTOR_KINDS
+
+    assert set(INPUTS) == set(DETECTOR_KINDS)
+
+
+def test_wrong_files_are_found_before_tensorflow_loads(saved, tmp_path):
+    """A foreign .keras file, a wrong kind of input and a bad CSV: exit 1 with the message,
+    and TensorFlow never imported (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    keras_file = tmp_path / "plain.keras"
+    with __import__("zipfile").ZipFile(keras_file, "w") as z:
+        z.writestr("config.json", '{"class_name": "Sequential", "config": {}}')
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("Time,V1\n0,1\n")
+    code = f"""
+import sys
+from course_lib.cli.score import main
+codes = [main([{str(keras_file)!r}, {str(tmp_path)!r}]),
+         main([{str(saved["cards"])!r}, {str(saved["test"])!r}]),
+         main([{str(saved["cards"])!r}, {str(bad_csv)!r}])]
+print(codes, "tensorflow" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "[1, 1, 1] False", out.stdout + out.stderr
+    assert "not a course detector" in out.stderr and "is a folder" in out.stderr
+    assert "missing column(s)" in out.stderr

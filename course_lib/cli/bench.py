@@ -103,6 +103,11 @@ from course_lib.download import atomic_write_text
 PROG = "python -m course_lib.bench"
 
 # --------------------------------------------------------------------------- --save
+def saving(args) -> bool:
+    """Whether the run keeps its detector (``--save``)."""
+    return getattr(args, "save", None) is not None
+
+
 def check_save(args, n_available: int) -> None:
     """Before any training: ``--save`` can be written, and the ``n_available`` normal samples
     the threshold will be set on are enough for the split-conformal threshold at ``--alpha``
@@ -178,11 +183,12 @@ def _cmd_mnist_one_class(args) -> int:
 
     results = []
     for digit in args.digit:
-        result, details = mnist_one_class_experiment(x_train, y_train, x_test, y_test, digit,
-                                                     profile=args.profile, seed=args.seed,
-                                                     model=args.model, return_details=True)
+        result = mnist_one_class_experiment(x_train, y_train, x_test, y_test, digit,
+                                            profile=args.profile, seed=args.seed,
+                                            model=args.model, return_details=saving(args))
+        result, details = result if saving(args) else (result, None)
         results.append(result)
-        if args.save is not None:
+        if saving(args):
             from course_lib.detector import calibration_split, digit_detector
 
             detector = digit_detector(details["autoencoder"], name=f"digit {digit}",
@@ -233,10 +239,11 @@ def _cmd_creditcard(args) -> int:
     check_save(args, n_calibration(int(round(args.test_fraction * n_normal))))
     from course_lib.experiments.creditcard import creditcard_experiment  # Keras loads
 
-    result, details = creditcard_experiment(frame, profile=args.profile, seed=args.seed,
-                                            test_fraction=args.test_fraction,
-                                            scaling=args.scaling, return_details=True)
-    if args.save is not None:
+    result = creditcard_experiment(frame, profile=args.profile, seed=args.seed,
+                                   test_fraction=args.test_fraction, scaling=args.scaling,
+                                   return_details=saving(args))
+    result, details = result if saving(args) else (result, None)
+    if saving(args):
         from course_lib.detector import calibration_split, transaction_detector
 
         split = details["split"]
@@ -336,10 +343,11 @@ def _cmd_mvtec(args) -> int:
     from course_lib.experiments.mvtec import mvtec_autoencoder_experiment  # Keras loads
 
     setting = "whole" if whole_images(args) else "patches"
-    result, details = mvtec_autoencoder_experiment(data, loss=args.loss, profile=args.profile,
-                                                   seed=args.seed, setting=setting,
-                                                   return_details=True)
-    if args.save is not None:
+    result = mvtec_autoencoder_experiment(data, loss=args.loss, profile=args.profile,
+                                          seed=args.seed, setting=setting,
+                                          return_details=saving(args))
+    result, details = result if saving(args) else (result, None)
+    if saving(args):
         from course_lib.detector import image_detector
         from course_lib.experiments.mvtec import object_sigma
 
@@ -475,9 +483,10 @@ def _cmd_ecg(args) -> int:
 
     split = split_ecg_files(x_train, y_train, x_test, y_test, seed=args.seed)
     check_save(args, n_calibration(int(np.sum(split.is_abnormal == 0))))
-    result, details = ecg_experiment(split, profile=args.profile, seed=args.seed,
-                                     return_details=True)
-    if args.save is not None:
+    result = ecg_experiment(split, profile=args.profile, seed=args.seed,
+                            return_details=saving(args))
+    result, details = result if saving(args) else (result, None)
+    if saving(args):
         from course_lib.detector import beat_detector, calibration_split
 
         detector = beat_detector(details["autoencoder"], split, name="heartbeats",

@@ -40,6 +40,11 @@ from course_lib.cli.common import (ArgumentParser, UsageError, check_writable_fo
                                    run_command)
 
 PROG = "course-score"
+#: What each kind of detector (``course_lib.detector.DETECTOR_KINDS``) scores, in a message.
+INPUTS = {"digits": "28 x 28 grey digit images", "images": "images",
+          "transactions": "credit-card transactions (a CSV with the columns Time, V1..V28, "
+                          "Amount)",
+          "beats": "heartbeats (an ECG file, one beat per line)"}
 #: Images read, scored and mapped per step of the progress bar.
 CHUNK = 16
 
@@ -88,6 +93,34 @@ def resolve_detector(text: str, profile=None) -> Path:
     names = ", ".join(saved) or "none yet (run notebook 03, 04, 05 or 09 to the end)"
     raise UsageError(f"detector {quote_path(text)} not found: give a .keras file or the name "
                      f"of a saved one ({names})")
+
+
+def peek_detector(path: Path) -> dict:
+    """The detector's configuration (``kind``, ``preprocessing``, ``threshold``, ...), read from
+    the ``.keras`` file's ``config.json`` without Keras: a wrong file or a wrong kind of input
+    is reported before TensorFlow's start-up."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except zipfile.BadZipFile:
+        raise DataError(f"{path} is not a .keras file (not a zip archive): it is damaged, or "
+                        f"not a detector. Save it again from its notebook.") from None
+    except (KeyError, ValueError, OSError) as exc:
+        raise DataError(f"{path} holds no readable config.json ({type(exc).__name__}): it is "
+                        f"damaged, or not a Keras file. Save it again from its notebook.") from None
+    inner = config.get("config") if isinstance(config, dict) else None
+    if config.get("class_name") != "AnomalyDetector" or not isinstance(inner, dict) \
+            or inner.get("kind") not in INPUTS:
+        raise DataError(f"{path} holds a Keras model ({config.get('class_name')}) but not a "
+                        f"course detector: wrap it with one of course_lib.detector's *_detector "
+                        f"functions, calibrate it and save it with save_detector.")
+    if inner.get("threshold") is None:
+        raise DataError(f"{path} has no threshold: calibrate it in its notebook and save it "
+                        f"again.")
+    return inner
 
 
 def list_images(folder: Path) -> list:
@@ -151,38 +184,40 @@ def score_images(detector, input_path: Path, want_maps: bool):
     return names, np.asarray(scores, dtype=np.float64), folder_labels(names), pictures
 
 
-def score_table(detector, input_path: Path, batch_size: int):
-    """``(names, scores, labels)`` for transactions or beats (names: line or row numbers)."""
-    if detector.kind == "transactions":
+def read_table(config: dict, input_path: Path):
+    """``(x, names, labels)`` of a CSV of transactions or an ECG file, read and checked before
+    Keras loads (names: row or beat numbers; labels 1 = anomaly, or ``None``)."""
+    if config["kind"] == "transactions":
         from course_lib.data.creditcard import read_creditcard_csv
 
         frame = read_creditcard_csv(input_path, labels="optional")
-        x = frame
         labels = frame["Class"].to_numpy() if "Class" in frame.columns else None
-        names = [f"row {i + 1}" for i in range(len(frame))]
-    else:
-        from course_lib.data.ecg import NORMAL_LABEL, read_beats_to_score
+        return frame, [f"row {i + 1}" for i in range(len(frame))], labels
+    from course_lib.data.ecg import NORMAL_LABEL, read_beats_to_score
 
-        x, y = read_beats_to_score(input_path, detector.preprocessing["length"])
-        labels = None if y is None else (y != NORMAL_LABEL).astype(int)
-        names = [f"beat {i + 1}" for i in range(len(x))]
+    x, y = read_beats_to_score(input_path, config["preprocessing"]["length"])
+    labels = None if y is None else (y != NORMAL_LABEL).astype(int)
+    return x, [f"beat {i + 1}" for i in range(len(x))], labels
+
+
+def score_table(detector, x, batch_size: int) -> np.ndarray:
+    """Scores of the rows of ``x`` (a DataFrame or an array), a batch at a time."""
     scores = []
-    with _progress(len(names), "row") as bar:
-        for start in range(0, len(names), batch_size):
+    with _progress(len(x), "row") as bar:
+        for start in range(0, len(x), batch_size):
             part = x.iloc[start:start + batch_size] if hasattr(x, "iloc") else \
                 x[start:start + batch_size]
             scores.append(detector.score(part, batch_size=batch_size))
             bar.update(len(part))
-    return names, np.concatenate(scores), labels
+    return np.concatenate(scores)
 
 
-def check_input_kind(detector, input_path: Path) -> None:
-    """A clear error when INPUT is not what this detector scores."""
+def check_input_kind(kind: str, input_path: Path) -> None:
+    """A clear error when INPUT is not what a detector of ``kind`` scores."""
     from course_lib.data.mvtec import IMAGE_EXTENSIONS
-    from course_lib.detector import DETECTOR_KINDS
 
-    wants = DETECTOR_KINDS[detector.kind]
-    if detector.kind in ("digits", "images"):
+    wants = INPUTS[kind]
+    if kind in ("digits", "images"):
         if input_path.is_file() and input_path.suffix.lower() not in IMAGE_EXTENSIONS:
             raise DataError(f"this detector scores {wants}: give a folder of images (or one "
                             f"image file); {input_path} is not an image file.")
@@ -267,21 +302,23 @@ def _run(argv) -> int:
         raise UsageError(f"--out {quote_path(out)} is a file, not a folder")
     check_writable_folder(out, "--out")
     start = time.perf_counter()
+    config = peek_detector(detector_path)            # no Keras yet: mistakes are found fast
+    check_input_kind(config["kind"], input_path)
+    images = config["kind"] in ("digits", "images")
+    if not images:
+        x, names, labels = read_table(config, input_path)
     with quiet_tensorflow():                        # Keras loads, and the model
         from course_lib.detector import load_detector
 
+        import keras
+
         detector = load_detector(detector_path)
-        detector.autoencoder.predict(np.zeros((1, *detector.autoencoder.input_shape[1:]),
-                                              np.float32), verbose=0)
-    if detector.threshold is None:
-        raise DataError(f"{detector_path} has no threshold: calibrate it in its notebook and "
-                        f"save it again.")
-    check_input_kind(detector, input_path)
+        keras.ops.convert_to_tensor(np.zeros(1))   # the backend's devices start here, quietly
     pictures = []
-    if detector.kind in ("digits", "images"):
+    if images:
         names, scores, labels, pictures = score_images(detector, input_path, not args.no_maps)
     else:
-        names, scores, labels = score_table(detector, input_path, args.batch_size)
+        scores = score_table(detector, x, args.batch_size)
     flagged = detector.flag(scores)
     text = summary(detector, input_path, names, scores, flagged, labels,
                    time.perf_counter() - start)
