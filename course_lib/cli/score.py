@@ -45,8 +45,9 @@ INPUTS = {"digits": "28 x 28 grey digit images", "images": "images",
           "transactions": "credit-card transactions (a CSV with the columns Time, V1..V28, "
                           "Amount)",
           "beats": "heartbeats (an ECG file, one beat per line)"}
-#: Images read, scored and mapped per step of the progress bar.
-CHUNK = 16
+#: Images read, scored and mapped per step of the progress bar (digits: many more, they are
+#: small and one model call costs more than scoring them).
+CHUNK, DIGIT_CHUNK = 16, 1024
 
 
 def build_parser() -> ArgumentParser:
@@ -109,8 +110,9 @@ def peek_detector(path: Path) -> dict:
         raise DataError(f"{path} is not a .keras file (not a zip archive): it is damaged, or "
                         f"not a detector. Save it again from its notebook.") from None
     except (KeyError, ValueError, OSError) as exc:
-        raise DataError(f"{path} holds no readable config.json ({type(exc).__name__}): it is "
-                        f"damaged, or not a Keras file. Save it again from its notebook.") from None
+        raise DataError(f"{path} holds no readable config.json ({type(exc).__name__}): it "
+                        f"is damaged, or not a Keras file. Save it again from its "
+                        f"notebook.") from None
     inner = config.get("config") if isinstance(config, dict) else None
     if config.get("class_name") != "AnomalyDetector" or not isinstance(inner, dict) \
             or inner.get("kind") not in INPUTS:
@@ -169,9 +171,10 @@ def score_images(detector, input_path: Path, want_maps: bool):
     t = detector.threshold
     low, high = (0.0, 1.0) if detector.kind == "digits" else (t / 2, t)
     scores, pictures = [], []
+    chunk = DIGIT_CHUNK if detector.kind == "digits" else CHUNK
     with _progress(len(paths), "image") as bar:
-        for start in range(0, len(paths), CHUNK):
-            images = [detector.read_image(p) for p in paths[start:start + CHUNK]]
+        for start in range(0, len(paths), chunk):
+            images = [detector.read_image(p) for p in paths[start:start + chunk]]
             if detector.kind == "digits":        # score: the mean error, maps only to look at
                 scores.extend(detector.score(np.stack(images)))
                 maps = detector.anomaly_maps(images) if want_maps else []
