@@ -2,7 +2,8 @@
 # needed), so a fresh clone runs with one command:
 #   make course   execute every notebook on the embedded data -> build/ (+ summary table)
 #   make test     unit tests + every notebook under nbval (fast profile, offline)
-#   make bench    measure wall time and peak memory per notebook -> docs/benchmarks.md, README
+#   make bench    measure wall time and peak memory per notebook -> docs/benchmarks.md, README;
+#                 the numbers the notebooks report -> docs/healthy_runs.md
 #   make slides   build the workshop deck -> build/slides/index.html (one self-contained file)
 #   make slides-check   ... and check it in headless Chromium (needs the `chromium` package)
 #   make site     the course website -> build/site/index.html (opens offline): make course's
@@ -34,7 +35,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	COURSE_DATA=offline $(BIN)/python -m course_lib.bench notebooks --profiles fast workshop \
-		--output docs/benchmarks.md --readme README.md
+		--output docs/benchmarks.md --readme README.md --healthy docs/healthy_runs.md
 
 slides: $(STAMP)
 	COURSE_PROFILE=$(PROFILE) COURSE_DATA=offline $(BIN)/python -m slides.build

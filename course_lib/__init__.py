@@ -7,6 +7,7 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``checks``        the one ``DataError`` and every input validator
 - ``sampling``      seeded subsets and splits
 - ``results``       results a notebook keeps for a later one (JSON in the cache folder)
+- ``healthy``       what a healthy run gives: the ranges the notebooks state, one line per check
 - ``download``      network probe, verified downloads, resumable downloads, safe extraction
 - ``browser``       headless Chromium for the built deck and website: find it, check pages
                     offline (no network, no broken link or image, no console error)
@@ -30,9 +31,10 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``cli.*``         command-line tools: ``runner``, ``bench``, ``data``, ``doctor``, ``colab``,
                     ``score``, ``site`` (``python -m course_lib.<tool>``)
 
-Importing ``course_lib``, ``config``, ``checks``, ``data.*``, ``metrics``, ``browser`` or a
-command-line tool is cheap; ``ssim``, ``models``, ``detector``, ``vae``, ``gan`` and what builds on them import
-Keras at the top, like the notebook cells they are saved from.
+Importing ``course_lib``, ``config``, ``checks``, ``healthy``, ``data.*``, ``metrics``,
+``browser`` or a command-line tool is cheap; ``ssim``, ``models``, ``detector``, ``vae``,
+``gan`` and what builds on them import Keras at the top, like the notebook cells they are saved
+from.
 """
 
 from course_lib.config import get_profile, set_seed

@@ -2,8 +2,9 @@
 
     python -m course_lib.bench notebooks [NOTEBOOK ...] [--profiles fast workshop]
                                          [--data offline] [--output docs/benchmarks.md]
-                                         [--readme README.md]
-        Run every notebook in each profile; record wall seconds and the kernel's peak memory.
+                                         [--readme README.md] [--healthy docs/healthy_runs.md]
+        Run every notebook in each profile; record wall seconds and the kernel's peak memory,
+        and (--healthy) the numbers the notebooks report with their healthy ranges.
 
     python -m course_lib.bench mnist-one-class --train TRAIN.npz --test TEST.npz --digit D [D ...]
                                                [--profile P] [--seed S] [--model ae|vae]
@@ -94,8 +95,9 @@ from course_lib.cli.common import (ArgumentParser, UsageError, check_writable_fo
                                    fraction, int_at_least, notebook_paths, output_file,
                                    positive_int, profile_name, refuse_overwriting, run_command,
                                    scale_factor, seed_value)
-from course_lib.cli.notebooks import (BENCH_BLOCK, BENCH_END, BENCH_START, benchmark_table,
-                                     machine_info, replace_between_markers)
+from course_lib.cli.notebooks import (BENCH_BLOCK, BENCH_END, BENCH_START, HEALTHY_INTRO,
+                                     benchmark_table, healthy_table, machine_info,
+                                     replace_between_markers)
 from course_lib.config import data_mode, get_profile
 from course_lib.data.ecg import LAYOUTS
 from course_lib.download import atomic_write_text
@@ -503,7 +505,8 @@ def _cmd_ecg(args) -> int:
 def _check_notebook_outputs(args, paths) -> None:
     """``--output`` and ``--readme`` can be written, and are none of the notebooks run:
     checked before the runs, which take many minutes."""
-    for option, target in (("--output", args.output), ("--readme", args.readme)):
+    for option, target in (("--output", args.output), ("--readme", args.readme),
+                           ("--healthy", args.healthy)):
         if target is not None:
             check_writable_folder(Path(target).parent, option)
             refuse_overwriting([target], paths, option)
@@ -550,6 +553,11 @@ def _cmd_notebooks(args) -> int:
         atomic_write_text(Path(args.output),
                           "# Benchmarks\n\nWritten by `make bench` (`python -m course_lib.bench "
                           "notebooks`); do not edit by hand.\n\n" + table + "\n")
+    if args.healthy:
+        from course_lib.healthy import EXPECTED
+
+        atomic_write_text(Path(args.healthy), HEALTHY_INTRO + "\n" + healthy_table(
+            results, machine_info(), EXPECTED, data=args.data) + "\n")
     if args.readme and not replace_between_markers(Path(args.readme), table):
         print(f"note: {args.readme} has no <!-- bench:start --> / <!-- bench:end --> markers; "
               "table not inserted", file=sys.stderr)
@@ -617,6 +625,9 @@ def build_parser() -> ArgumentParser:
                     help="write the table to this Markdown file")
     nb.add_argument("--readme", default=None, type=existing_file,
                     help="also insert the table between markers")
+    nb.add_argument("--healthy", default=None, type=output_file,
+                    help="write the numbers the notebooks reported (course_lib.healthy) and "
+                         "their stated ranges to this Markdown file")
     nb.set_defaults(func=_cmd_notebooks)
 
     oc = sub.add_parser("mnist-one-class", help="one-class MNIST AUROC, AE vs PCA")

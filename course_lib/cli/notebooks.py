@@ -27,6 +27,8 @@ from pathlib import Path
 
 from course_lib.download import atomic_write_text
 
+#: = :data:`course_lib.healthy.LOG_ENV` (not imported: the tools stay light and layered).
+HEALTHY_LOG_ENV = "COURSE_HEALTHY_LOG"
 _SOURCE_RE = re.compile(r"Data source: (\w+)")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _MEASURE = ("import resource as _r, json as _j\n"
@@ -48,6 +50,9 @@ class RunResult:
     peak_mb: float | None
     data_sources: list = field(default_factory=list)
     error: str = ""
+    #: ``{key: value}`` the notebook passed to :func:`course_lib.healthy.report` (the last
+    #: value where a key was reported twice).
+    healthy: dict = field(default_factory=dict)
 
 
 def _kernel_path_dir() -> str:
@@ -62,14 +67,17 @@ def _kernel_path_dir() -> str:
 
 
 @contextmanager
-def _kernel_environment(profile: str | None, data: str | None):
-    """``COURSE_PROFILE`` / ``COURSE_DATA`` for the kernel, and a ``JUPYTER_PATH`` whose
-    ``python3`` kernel is this interpreter; all restored, and the temporary kernel folder
-    removed, on the way out."""
+def _kernel_environment(profile: str | None, data: str | None, healthy_log=None):
+    """``COURSE_PROFILE`` / ``COURSE_DATA`` for the kernel, ``COURSE_HEALTHY_LOG`` (the file
+    :func:`course_lib.healthy.report` appends to) and a ``JUPYTER_PATH`` whose ``python3``
+    kernel is this interpreter; all restored, and the temporary kernel folder removed, on the
+    way out."""
     backup = {k: os.environ.get(k) for k in ("COURSE_PROFILE", "COURSE_DATA", "JUPYTER_PATH",
-                                             "MPLBACKEND")}
+                                             "MPLBACKEND", HEALTHY_LOG_ENV)}
     kernel_dir = _kernel_path_dir()
     try:
+        if healthy_log is not None:
+            os.environ[HEALTHY_LOG_ENV] = str(healthy_log)
         if profile:
             os.environ["COURSE_PROFILE"] = profile
         if data:
@@ -189,8 +197,10 @@ def execute_notebook(path, out_dir=None, profile: str | None = None, data: str |
         kernel_log = Path(out_dir) / "logs" / (path.stem + ".log")
     status, error, start = "ok", "", time.perf_counter()
     interrupted = False
+    handle, healthy_log = tempfile.mkstemp(prefix="course-healthy-", suffix=".jsonl")
+    os.close(handle)
     try:
-        with _kernel_environment(profile, data), _kernel_stderr(kernel_log) as log:
+        with _kernel_environment(profile, data, healthy_log), _kernel_stderr(kernel_log) as log:
             client.execute(**({"stderr": log} if log is not None else {}))
     except CellExecutionError as exc:
         status, error = "failed", _one_line(str(exc))
@@ -199,6 +209,9 @@ def execute_notebook(path, out_dir=None, profile: str | None = None, data: str |
         interrupted = True
     except Exception as exc:  # noqa: BLE001 - kernel died, timeout, ...
         status, error = "failed", _one_line(f"{type(exc).__name__}: {exc}")
+    finally:
+        healthy = read_healthy_log(healthy_log, also_to=os.environ.get(HEALTHY_LOG_ENV))
+        os.unlink(healthy_log)
     if interrupted or client.interrupted:
         raise KeyboardInterrupt
     seconds = time.perf_counter() - start
@@ -209,10 +222,34 @@ def execute_notebook(path, out_dir=None, profile: str | None = None, data: str |
             peak = int(m.group(1)) / 1024.0  # Linux reports kilobytes
     nb.cells.pop()
     result = RunResult(path.name, status, round(seconds, 1), None if peak is None else round(peak),
-                       _sources(nb), error)
+                       _sources(nb), error, healthy)
     if out_dir is not None:
         save_executed(nb, path, Path(out_dir))
     return result
+
+
+def read_healthy_log(path, also_to=None) -> dict:
+    """``{key: value}`` from the JSON lines :func:`course_lib.healthy.report` appended (a
+    line that is not such a record is skipped).  ``also_to``: a file (the caller's own
+    ``COURSE_HEALTHY_LOG``) the lines are appended to as well."""
+    values = {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return values
+    if also_to and text:
+        try:
+            with open(also_to, "a", encoding="utf-8") as f:
+                f.write(text)
+        except OSError:
+            pass  # the caller's own copy is a convenience; the values are returned anyway
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+            values[str(record["key"])] = float(record["value"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return values
 
 
 def save_executed(nb, path: Path, out_dir: Path) -> None:
@@ -295,6 +332,73 @@ def benchmark_table(results: dict, info: dict, data: str = "offline") -> str:
             "Seconds: wall time from kernel start to the last cell. Peak MB: the kernel's peak "
             "resident memory (ru_maxrss).")
     return "\n".join([meta, "", head, sep] + rows)
+
+
+HEALTHY_INTRO = """\
+# What a healthy run gives
+
+Written by `make bench` (`python -m course_lib.bench notebooks --healthy docs/healthy_runs.md`);
+do not edit by hand.
+
+Where a notebook asks you to compare or judge a result, it says what a healthy run gives, and
+its code prints the number with that range (`course_lib.healthy.report`). This page holds the
+numbers those very calls printed when the notebooks ran top to bottom on the embedded data, in
+the `fast` and `workshop` profiles, and the ranges the notebooks state
+(`course_lib.healthy.EXPECTED`; `tests/test_healthy.py` checks that each range contains the
+number measured here and that the notebook's text states the same range).
+
+**How the ranges were set.** Each notebook fixes its seeds, so on one machine a run repeats
+itself closely; across machines, CPUs and library versions TensorFlow's arithmetic differs in
+the last bits, and training amplifies that, much as another seed would. So each range is the
+value measured here, widened: an AUROC by 0.02 on MNIST digits and credit-card rows (about the
+spread of seeds in `docs/mnist_one_class.md`), by 0.04 on the small test sets of notebooks 05
+to 09 (a few dozen images or beats: one image moves an image AUROC by several hundredths; the
+feature dictionary's near-chance AUROC by 0.15), and by 0.01 for baselines that do not train
+(PCA); an error or a ratio by 20% (5% for a baseline that does not train), the average
+precision at the real fraud rate by 30% and the mean conformal false-alarm rate by 0.015. The
+ends are rounded outwards. A value outside the range is a reason to look, not proof of a bug:
+the notebook's line says where to look. The `full` profile has no range: it trains longer on
+more data (the other pages in `docs/` give the methods' numbers on the real sets).
+"""
+
+
+def healthy_table(results: dict, info: dict, expected: dict, data: str = "offline") -> str:
+    """Markdown: one row per reported key, the value per profile, and the stated ranges
+    (``expected``: :data:`course_lib.healthy.EXPECTED`); a value outside its range is marked
+    **outside**, a key without a range says so."""
+    profiles = list(results)
+    values = {p: {} for p in profiles}
+    order = []
+    for p in profiles:
+        for r in results[p]:
+            for key, value in r.healthy.items():
+                values[p][key] = value
+                if key not in order:
+                    order.append(key)
+    head = ("| key | what | " + " | ".join(f"{p}: measured | {p}: healthy range"
+                                            for p in profiles) + " |")
+    rows = [head, "|---|---|" + "---:|---|" * len(profiles)]
+    for key in order:
+        entry = expected.get(key)
+        cells = []
+        for p in profiles:
+            value = values[p].get(key)
+            digits = entry.digits if entry else 4
+            shown = "-" if value is None else f"{value:.{digits}f}"
+            if entry is None or p not in ("fast", "workshop"):
+                stated = "(none)"
+            else:
+                low, high = getattr(entry, p)
+                stated = entry.range_text(p)
+                if value is not None and not low <= value <= high:
+                    shown += " **outside**"
+            cells.append(f"{shown} | {stated}")
+        what = entry.what if entry else "(no range in course_lib.healthy)"
+        rows.append(f"| `{key}` | {what} | " + " | ".join(cells) + " |")
+    meta = (f"Measured {info['date']} on {info['cores']} CPU cores ({info['cpu']}), Python "
+            f"{info['python']}, Keras {info['keras']}, TensorFlow {info['tensorflow']}, "
+            f"{DATA_WORDS.get(data, data)}.")
+    return "\n".join([meta, ""] + rows)
 
 
 BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"

@@ -55,7 +55,7 @@ CONF = DOCS_DIR / "conf.py"
 README = REPO_DIR / "README.md"
 BADGES_START, BADGES_END = "<!-- badges:start -->", "<!-- badges:end -->"
 #: Docs pages first in the book's navigation; the others follow in name order.
-DOCS_ORDER = ("course_close", "instructor_guide", "benchmarks")
+DOCS_ORDER = ("setup", "course_close", "instructor_guide", "benchmarks", "healthy_runs")
 #: The word the browser check searches for (every build has it: the landing page's title).
 SEARCH_WORD = "autoencoder"
 HIDDEN_TAG = "hide-input"
