@@ -11,7 +11,8 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``download``      network probe, verified downloads, resumable downloads, safe extraction
 - ``browser``       headless Chromium for the built deck and website: find it, check pages
                     offline (no network, no broken link or image, no console error)
-- ``data.*``        one loader per dataset (``mnist``, ``creditcard``, ``mvtec``, ``textures``,
+- ``data.*``        image files (``image_files``), one loader per dataset (``mnist``,
+                    ``creditcard``, ``mvtec`` folders, ``mvtec_ad`` download, ``textures``,
                     ``kolektor``, ``bottle``, ``ecg``) and ``data.cache`` (what is cached;
                     prefetch)
 - ``images``        image batches for models: scaling, flattening, channel axis, noise, flips
@@ -24,6 +25,7 @@ it so), and nothing imports the command-line tools at the bottom:
 - ``detector``      a saved detector: model, preprocessing, score and threshold in one .keras
 - ``vae``           variational autoencoders: sampling layer, KL term, ELBO training, scores
 - ``gan``           DCGAN, AnoGAN's latent search, f-AnoGAN's encoder
+- ``backbones``     the CNNs that give patch features: pretrained, learned or random
 - ``features``      CNN patch features, feature dictionary, PatchCore-style memory bank
 - ``plots``         the notebooks' figures
 - ``experiments.*`` the runs shared by notebooks, benchmark commands and the deck, one module

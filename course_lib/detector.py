@@ -169,7 +169,7 @@ class AnomalyDetector(keras.Model):
     def read_image(self, path) -> np.ndarray:
         """An image file as this detector's input: read grey (or colour) in [0, 1], then
         brought to the training images' scale.  A size it cannot handle is refused."""
-        from course_lib.data.mvtec import read_gray, read_rgb, rescale_image
+        from course_lib.data.image_files import read_gray, read_rgb, rescale_image
 
         p = self.preprocessing
         if self.kind not in ("digits", "images"):

@@ -9,7 +9,7 @@ training image and every test image there, with the masks of the defective ones,
 ``readme.txt`` are copied beside them:
 
 - images: converted to grey with the course's own formula (``skimage.color.rgb2gray``, as
-  ``course_lib.data.mvtec.read_gray`` reads a colour file), rounded to 8 bits, then resized to
+  ``course_lib.data.image_files.read_gray`` reads a colour file), rounded to 8 bits, then resized to
   256 x 256 with Pillow's LANCZOS filter (integer arithmetic: the same pixels everywhere);
 - masks: resized to 256 x 256 with LANCZOS, then thresholded at 128 (0/255);
 - PNG files written without metadata at one fixed compression level, so the same Pillow and

@@ -30,10 +30,11 @@ NOTEBOOKS = REPO / "notebooks"
 SLIDES = REPO / "slides"
 
 #: The order of the ``data`` subpackage (its docstring line says only ``data.*``).
-DATA_ORDER = ("common", "mnist", "creditcard", "mvtec", "textures", "kolektor", "bottle",
-              "ecg", "cache")
-#: Inside ``cli``: what the tools share, then the tools (same rank: none imports another).
-CLI_SHARED = ("common", "notebooks")
+DATA_ORDER = ("common", "image_files", "mnist", "creditcard", "mvtec", "mvtec_ad", "textures",
+              "kolektor", "bottle", "ecg", "cache")
+#: Inside ``cli``: what the tools share and bench's parts (``--save``, the image commands), then
+#: the tools (same rank: none imports another).
+CLI_SHARED = ("common", "notebooks", "bench_save", "bench_images")
 #: The experiments, one module per notebook topic (same rank: none imports another).
 EXPERIMENTS = ("one_class", "creditcard", "mvtec", "ecg")
 CLI_TOOLS = ("runner", "bench", "data", "doctor", "colab", "score", "site")

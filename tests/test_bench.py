@@ -15,7 +15,7 @@ import pytest
 
 from course_lib.experiments import mvtec, one_class
 from course_lib.checks import DataError
-from course_lib.cli import bench, common, notebooks
+from course_lib.cli import bench, bench_images, common, notebooks
 from course_lib.cli.notebooks import RunResult
 from course_lib import config
 from course_lib.config import data_dir, get_profile
@@ -255,13 +255,13 @@ def test_ssim_speed_limits_found_by_the_experiment_are_usage_errors(monkeypatch,
 @pytest.mark.slow
 def test_ssim_crops_counts_what_the_experiment_cuts():
     """The command line's limits are the experiment's (this loads TensorFlow)."""
-    assert bench.ssim_crops(128) == 91 and bench.ssim_crops(bench.SSIM_PHOTO_SIDE + 1) == 0
+    assert bench_images.ssim_crops(128) == 91 and bench_images.ssim_crops(bench_images.SSIM_PHOTO_SIDE + 1) == 0
     for size in (64, 256):
-        limit = bench.ssim_crops(size)
+        limit = bench_images.ssim_crops(size)
         with pytest.raises(DataError, match=f"at most {limit} crops of {size}x{size}"):
             mvtec.ssim_speed_experiment(n_images=limit + 1, size=size, repeats=1)
-    with pytest.raises(DataError, match=f"at most {bench.SSIM_PHOTO_SIDE}"):
-        mvtec.ssim_speed_experiment(n_images=1, size=bench.SSIM_PHOTO_SIDE + 1)
+    with pytest.raises(DataError, match=f"at most {bench_images.SSIM_PHOTO_SIDE}"):
+        mvtec.ssim_speed_experiment(n_images=1, size=bench_images.SSIM_PHOTO_SIDE + 1)
 
 
 def test_ssim_speed_prints_the_experiment_as_json(monkeypatch, capsys):

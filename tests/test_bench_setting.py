@@ -1,5 +1,5 @@
 """``bench mvtec*`` ``--setting``: the paper's two settings on the command line
-(:func:`course_lib.cli.bench.whole_images`, :func:`course_lib.cli.bench._load_category`).
+(:func:`course_lib.cli.bench_images.whole_images`, :func:`course_lib.cli.bench_images.load_category`).
 
 Whole images ("whole", MVTec AD's objects such as bottle) are loaded at the files' own scale,
 longest side the profile's ``object_side``; textures and surfaces ("patches") at the profile's
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from course_lib.cli import bench
+from course_lib.cli import bench, bench_images
 from course_lib.config import get_profile
 
 #: The four commands that load an MVTec-layout folder, with their required options.
@@ -86,12 +86,12 @@ def test_a_bad_setting_is_a_usage_error(root, command, capsys):
 
 def test_whole_images_for_objects_by_default_or_when_asked():
     def whole(category, setting="auto"):
-        return bench.whole_images(Namespace(category=category, setting=setting))
+        return bench_images.whole_images(Namespace(category=category, setting=setting))
 
     assert whole("bottle") and whole("screw") and whole("kolektor", "whole")
     assert not whole("kolektor") and not whole("carpet") and not whole("brick")
     assert not whole("bottle", "patches") and whole("bottle", "whole")
-    assert bench.whole_images(Namespace(category="bottle"))    # no option: auto
+    assert bench_images.whole_images(Namespace(category="bottle"))    # no option: auto
 
 
 # --------------------------------------------------------------------------- loading
@@ -104,23 +104,23 @@ def shapes(data):
 def test_load_category_whole_images_at_the_profiles_object_side(root, profile, capsys):
     prof = get_profile(profile)
     assert SIDE * prof.mvtec_scale != prof.object_side     # the two settings differ here
-    whole = bench._load_category(namespace(root, "bottle", "auto", profile))
+    whole = bench_images.load_category(namespace(root, "bottle", "auto", profile))
     assert shapes(whole) == {(prof.object_side, prof.object_side)}
     assert whole.scale == pytest.approx(prof.object_side / SIDE)
     assert all(m.any() for m in whole.masks_test[1:]) and not whole.masks_test[0].any()
     side = round(SIDE * prof.mvtec_scale)
     for category, setting in (("bottle", "patches"), ("widget", "auto")):
-        patches = bench._load_category(namespace(root, category, setting, profile))
+        patches = bench_images.load_category(namespace(root, category, setting, profile))
         assert shapes(patches) == {(side, side)}, (category, setting)
-    forced = bench._load_category(namespace(root, "widget", "whole", profile))
+    forced = bench_images.load_category(namespace(root, "widget", "whole", profile))
     assert shapes(forced) == {(prof.object_side, prof.object_side)}
     assert "bottle" in capsys.readouterr().err             # what was loaded, on stderr
 
 
 def test_load_category_whole_images_honour_scale_and_max_side(root):
-    assert shapes(bench._load_category(namespace(root, max_side=64))) == {(64, 64)}
-    assert shapes(bench._load_category(namespace(root, scale=0.2))) == {(60, 60)}
-    assert shapes(bench._load_category(namespace(root, setting="patches", max_side=64))) == {
+    assert shapes(bench_images.load_category(namespace(root, max_side=64))) == {(64, 64)}
+    assert shapes(bench_images.load_category(namespace(root, scale=0.2))) == {(60, 60)}
+    assert shapes(bench_images.load_category(namespace(root, setting="patches", max_side=64))) == {
         (64, 64)}
 
 

@@ -14,7 +14,7 @@ from course_lib.checks import DataError
 from course_lib.config import data_dir, get_profile
 from course_lib.data import bottle as B
 from course_lib.data.bottle import BOTTLE_SUMS_SHA256, bottle_cache_items, load_bottle
-from course_lib.data.mvtec import mvtec_dir
+from course_lib.data.mvtec_ad import mvtec_dir
 
 SHIPPED = data_dir() / B.BOTTLE_FOLDER
 FAST, WORKSHOP = get_profile("fast"), get_profile("workshop")

@@ -25,7 +25,7 @@ from course_lib.data import ecg as E
 from course_lib.data import mnist as M
 from course_lib.data.cache import cache_status, format_cache_table, prefetch
 from course_lib.data.common import CacheItem, human_size
-from course_lib.data.mvtec import mvtec_dir
+from course_lib.data.mvtec_ad import mvtec_dir
 from course_lib.data.textures import load_textures
 from test_download import LocalServer, closed_port_url, no_proxy, short_timeouts
 

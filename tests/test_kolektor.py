@@ -13,7 +13,7 @@ from course_lib.config import data_dir, get_profile
 from course_lib.data import kolektor as K
 from course_lib.data.kolektor import (KOLEKTOR_SUMS_SHA256, kolektor_cache_items,
                                       load_kolektor)
-from course_lib.data.mvtec import image_size
+from course_lib.data.image_files import image_size
 
 SHIPPED = data_dir() / K.KOLEKTOR_FOLDER
 FAST = get_profile("fast")

@@ -14,12 +14,13 @@ import pytest
 import skimage.io
 
 from course_lib.checks import DataError
-from course_lib.data import mvtec
-from course_lib.data.mvtec import (MVTEC_AD_CATEGORIES, MVTEC_AD_DOWNLOADS, MVTEC_AD_PAGE,
-                                   MVTecData, category_scale, download_mvtec,
-                                   extract_mvtec_archive, image_size, load_mvtec,
-                                   load_mvtec_folder, read_gray, read_mask, rescale_image,
-                                   rescale_mask)
+from course_lib.data import image_files, mvtec_ad
+from course_lib.data.image_files import (image_size, read_gray, read_mask, rescale_image,
+                                         rescale_mask)
+from course_lib.data.mvtec import (MVTEC_AD_CATEGORIES, MVTEC_AD_PAGE, MVTecData,
+                                   category_scale, load_mvtec_folder)
+from course_lib.data.mvtec_ad import (MVTEC_AD_DOWNLOADS, download_mvtec, extract_mvtec_archive,
+                                      load_mvtec)
 from course_lib.download import UnsafeArchiveError
 
 
@@ -561,22 +562,22 @@ def test_download_table_is_complete():
         assert info["url"].startswith("https://")
         assert info["url"].endswith(("mvtec_anomaly_detection.tar.xz" if name == "all"
                                      else f"/{name}.tar.xz"))
-        assert mvtec.archive_name(name) == info["url"].rsplit("/", 1)[-1]
+        assert mvtec_ad.archive_name(name) == info["url"].rsplit("/", 1)[-1]
     assert len(MVTEC_AD_DOWNLOADS["all"]["sha256"]) == 64
 
 
 def test_cache_items_list_the_categories_present(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
-    [summary] = mvtec.mvtec_cache_items()
+    [summary] = mvtec_ad.mvtec_cache_items()
     assert summary.state == "missing" and "prefetch --mvtec" in summary.hint
-    make_folder(mvtec.mvtec_dir(), category="grid")
-    [summary] = mvtec.mvtec_cache_items()
+    make_folder(mvtec_ad.mvtec_dir(), category="grid")
+    [summary] = mvtec_ad.mvtec_cache_items()
     assert summary.state == "OK" and summary.detail.startswith("1/15 categories: grid")
-    items = mvtec.mvtec_cache_items(["grid", "wood"])
+    items = mvtec_ad.mvtec_cache_items(["grid", "wood"])
     assert [(i.name, i.state) for i in items] == [("MVTec AD 'grid'", "OK"),
                                                  ("MVTec AD 'wood'", "missing")]
     assert "wood.tar.xz" in items[1].hint and str(tmp_path) in items[1].hint
-    assert len(mvtec.mvtec_cache_items(["all"])) == 15
+    assert len(mvtec_ad.mvtec_cache_items(["all"])) == 15
     grid = load_mvtec("grid", scale=0.5, n_train=2, verbose=False)
     assert isinstance(grid, MVTecData) and grid.sizes == "20x30" and len(grid.x_train) == 2
 
@@ -661,7 +662,7 @@ def test_read_rgb_keeps_colour_and_repeats_grey(tmp_path):
     from skimage.color import rgb2gray
 
     photo = _photo()
-    rgb = mvtec.read_rgb(save(tmp_path / "photo.png", photo))
+    rgb = image_files.read_rgb(save(tmp_path / "photo.png", photo))
     assert rgb.shape == (24, 32, 3) and rgb.dtype == np.float64
     np.testing.assert_allclose(rgb, photo / 255)
     np.testing.assert_allclose(rgb2gray(rgb), read_gray(tmp_path / "photo.png"), atol=1e-12)
@@ -670,17 +671,17 @@ def test_read_rgb_keeps_colour_and_repeats_grey(tmp_path):
                       ("grey_alpha.png", Image.fromarray(grey).convert("LA")),
                       ("grey16.png", Image.fromarray(grey.astype(np.uint16) * 257))):
         img.save(tmp_path / name)
-        out = mvtec.read_rgb(tmp_path / name)
+        out = image_files.read_rgb(tmp_path / name)
         assert out.shape == (24, 32, 3), name
         for c in range(3):
             np.testing.assert_allclose(out[..., c], grey / 255, atol=1e-12, err_msg=name)
     Image.fromarray(photo).convert("RGBA").save(tmp_path / "rgba.png")
-    np.testing.assert_allclose(mvtec.read_rgb(tmp_path / "rgba.png"), photo / 255)
+    np.testing.assert_allclose(image_files.read_rgb(tmp_path / "rgba.png"), photo / 255)
     Image.new("CMYK", (20, 10), (0, 0, 0, 0)).save(tmp_path / "white.tif")
-    np.testing.assert_allclose(mvtec.read_rgb(tmp_path / "white.tif"), 1.0)
+    np.testing.assert_allclose(image_files.read_rgb(tmp_path / "white.tif"), 1.0)
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="Could not read image .*broken.png"):
-        mvtec.read_rgb(tmp_path / "broken.png")
+        image_files.read_rgb(tmp_path / "broken.png")
 
 
 def test_loader_reads_colour_when_asked(tmp_path, capsys):

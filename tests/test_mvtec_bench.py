@@ -24,7 +24,7 @@ from course_lib.checks import DataError
 from course_lib.cli import bench as cli
 from course_lib.config import get_profile, set_seed
 from course_lib.data.mvtec import load_mvtec_folder
-from course_lib.features import load_backbone
+from course_lib.backbones import load_backbone
 from course_lib.map_metrics import evaluate_anomaly_maps, residual_maps
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "good_correct", "defect_correct")

@@ -146,7 +146,8 @@ def _notebook():
             {"cell_type": "code", "id": "w", "metadata": {}, "execution_count": 4,
              "outputs": [{"output_type": "display_data", "metadata": {}, "data": {
                  site.WIDGET_VIEW: {"model_id": "slider"}, "text/plain": "Slider(...)"}}],
-             "source": "explorer()"},
+             "source": ["# NBVAL_CHECK_OUTPUT\n", "explorer()  # NBVAL_SKIP stays in a line\n",
+                        "  #  NBVAL_IGNORE_OUTPUT\n", "done()"]},
             {"cell_type": "markdown", "id": "m", "metadata": {},
              "source": ["Next: [02](02_b.ipynb), [guide](../docs/guide.md)."]}]}
 
@@ -167,6 +168,7 @@ def test_stage_notebook_collapses_solutions_and_turns_widgets_into_text():
     note = cells[4]["outputs"][0]["data"]["text/plain"]
     assert "interactive widget (SelectionSlider 'threshold')" in note and "Colab" in note
     assert "tags" not in cells[4]["metadata"]
+    assert cells[4]["source"] == "explorer()  # NBVAL_SKIP stays in a line\ndone()"
     assert cells[5]["source"] == (f"Next: [02]({BLOB}/notebooks/02_b.ipynb), "
                                   f"[guide](../docs/guide.md).")
     assert site.notebook_title(nb, "x") == "01 - A"

@@ -17,7 +17,8 @@ from __future__ import annotations
 from course_lib.cli.common import (ArgumentParser, UsageError, env_profile, profile_name,
                                    run_command)
 from course_lib.data.cache import PREFETCH_ITEMS, cache_status, format_cache_table, prefetch
-from course_lib.data.mvtec import MVTEC_AD_CATEGORIES, MVTEC_AD_DOWNLOADS
+from course_lib.data.mvtec import MVTEC_AD_CATEGORIES
+from course_lib.data.mvtec_ad import MVTEC_AD_DOWNLOADS
 
 PROG = "python -m course_lib.data"
 

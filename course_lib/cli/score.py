@@ -128,7 +128,7 @@ def peek_detector(path: Path) -> dict:
 def list_images(folder: Path) -> list:
     """Image files under ``folder`` (subfolders too; hidden ones and MVTec's ``ground_truth``
     masks skipped), sorted by their relative path."""
-    from course_lib.data.mvtec import IMAGE_EXTENSIONS
+    from course_lib.data.image_files import IMAGE_EXTENSIONS
 
     def skipped(parts):
         return any(part.startswith(".") or part == "ground_truth" for part in parts)
@@ -217,7 +217,7 @@ def score_table(detector, x, batch_size: int) -> np.ndarray:
 
 def check_input_kind(kind: str, input_path: Path) -> None:
     """A clear error when INPUT is not what a detector of ``kind`` scores."""
-    from course_lib.data.mvtec import IMAGE_EXTENSIONS
+    from course_lib.data.image_files import IMAGE_EXTENSIONS
 
     wants = INPUTS[kind]
     if kind in ("digits", "images"):

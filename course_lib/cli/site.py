@@ -61,6 +61,8 @@ SEARCH_WORD = "autoencoder"
 HIDDEN_TAG = "hide-input"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+#: nbval's comment markers (``# NBVAL_CHECK_OUTPUT``): for the test run, not for the reader.
+NBVAL_LINE_RE = re.compile(r"^[ \t]*#[ \t]*NBVAL_[A-Z_]+[ \t]*(?:\n|$)", re.M)
 
 
 # =========================================================================== executed copies
@@ -216,6 +218,8 @@ def stage_notebook(nb: dict, line: str, staged, repo_url: str, branch: str = BRA
       setup cell ``hide-cell`` (the page has launch buttons);
     - widgets become text (a progress bar's last state; a note for interactive ones) and the
       widget state is dropped, so no widget script is fetched;
+    - nbval's marker lines (``# NBVAL_CHECK_OUTPUT``) are left out of the code shown (they
+      tell the test run which outputs to compare; the outputs shown are this run's);
     - ``line`` (see :func:`run_line`) goes in a cell after the title cell;
     - Markdown links to files that are not on the site point at GitHub (:func:`rewrite_links`).
     """
@@ -233,6 +237,7 @@ def stage_notebook(nb: dict, line: str, staged, repo_url: str, branch: str = BRA
                 tags.append("hide-output")
             if "colab-setup" in tags and "hide-cell" not in tags:
                 tags.append("hide-cell")
+            cell["source"] = NBVAL_LINE_RE.sub("", "".join(cell.get("source", "")))
             for out in cell.get("outputs", []):
                 data = out.get("data", {})
                 if WIDGET_VIEW in data:

@@ -1,9 +1,12 @@
 """Datasets: one loader module per dataset, each with an online and an offline path.
 
+- :mod:`course_lib.data.image_files`: any image file as float pixels in [0, 1], masks as
+  bool, rescaling;
 - :mod:`course_lib.data.mnist`: MNIST digits (notebooks 01-03, 07);
 - :mod:`course_lib.data.creditcard`: the ULB credit-card transactions (notebook 04);
-- :mod:`course_lib.data.mvtec`: any folder in MVTec AD layout (grey or colour), and the real
-  MVTec AD download;
+- :mod:`course_lib.data.mvtec`: any folder in MVTec AD layout (grey or colour);
+- :mod:`course_lib.data.mvtec_ad`: the real MVTec AD: safe download and unpacking, loading a
+  category;
 - :mod:`course_lib.data.textures`: the offline MVTec-style texture set (notebooks 05, 08);
 - :mod:`course_lib.data.kolektor`: real surface cracks (KolektorSDD) in MVTec layout, a
   subset shipped for offline use (notebooks 05, 08);

@@ -11,7 +11,7 @@ every image comes back square, ``profile.object_side`` pixels wide:
   with masks), resized to 256 x 256 grey; every file is checked against
   ``data/mvtec_bottle/SHA256SUMS`` on each load (``data/build_bottle_subset.py`` rebuilds it);
 - ``online``: the whole category of the real MVTec AD, downloaded once
-  (:func:`course_lib.data.mvtec.load_mvtec`, or ``python -m course_lib.data prefetch --mvtec
+  (:func:`course_lib.data.mvtec_ad.load_mvtec`, or ``python -m course_lib.data prefetch --mvtec
   bottle``) and scaled from 900 pixels to ``profile.object_side``;
 - ``file``: any folder in MVTec layout holding ``bottle/``: ``load_bottle(path=...)``.
 
@@ -26,9 +26,10 @@ from pathlib import Path
 from course_lib.checks import DataError, check_positive_int
 from course_lib.config import Profile, data_dir, data_mode, get_profile
 from course_lib.data.common import CacheItem, online_or_embedded, path_size
-from course_lib.data.mvtec import (MVTEC_AD_LICENCE, MVTecData, image_size, list_mvtec_files,
-                                   load_mvtec, load_mvtec_folder, mvtec_dir,
-                                   verify_embedded_folder)
+from course_lib.data.image_files import image_size
+from course_lib.data.mvtec import (MVTEC_AD_LICENCE, MVTecData, list_mvtec_files,
+                                   load_mvtec_folder, verify_embedded_folder)
+from course_lib.data.mvtec_ad import load_mvtec, mvtec_dir
 
 BOTTLE_FOLDER = "mvtec_bottle"
 BOTTLE_CATEGORY = "bottle"

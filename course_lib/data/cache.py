@@ -18,8 +18,9 @@ from course_lib.data.creditcard import (creditcard_cache_items, creditcard_cache
 from course_lib.data.ecg import ecg_cache_items, ecg_cache_path, fetch_ecg
 from course_lib.data.kolektor import kolektor_cache_items
 from course_lib.data.mnist import fetch_mnist, mnist_cache_items, mnist_cache_path
-from course_lib.data.mvtec import (MVTEC_AD_CATEGORIES, MVTEC_AD_DOWNLOADS, download_mvtec,
-                                   mvtec_cache_items, mvtec_hint)
+from course_lib.data.mvtec import MVTEC_AD_CATEGORIES
+from course_lib.data.mvtec_ad import (MVTEC_AD_DOWNLOADS, download_mvtec, mvtec_cache_items,
+                                      mvtec_hint)
 from course_lib.data.textures import (TEXTURES, build_texture_dataset, texture_cache_items,
                                       texture_settings)
 from course_lib.download import DiskFullError

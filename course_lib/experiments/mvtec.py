@@ -19,8 +19,8 @@ from course_lib.checks import (DataError, check_class_labels, check_fraction, ch
                                check_mask_list, check_number, check_positive_int, quote)
 from course_lib.config import Profile, get_profile, set_seed
 from course_lib.data.mvtec import default_setting
-from course_lib.features import (BACKBONE_KINDS, CORESETS, METHODS, Backbone, FeatureDictionary,
-                                 PatchMemoryBank, learned_backbone, load_backbone)
+from course_lib.backbones import BACKBONE_KINDS, Backbone, learned_backbone, load_backbone
+from course_lib.features import CORESETS, METHODS, FeatureDictionary, PatchMemoryBank
 from course_lib.images import patch_size_for, random_patches, resize_images, with_flips
 from course_lib.map_metrics import (check_residual, evaluate_anomaly_maps, residual_maps,
                                     smooth_maps, whole_image_maps)
