@@ -81,8 +81,8 @@ class Backbone:
     preprocess : callable, optional
         Maps 0-255 images to the model's input convention (3-channel models).
     batch_size : int
-        Images per batch that :func:`patch_features` runs by default (fewer for a deep
-        network on large images: its activations fill the memory).
+        Images per batch that :func:`course_lib.features.patch_features` runs by default
+        (fewer for a deep network on large images: its activations fill the memory).
     """
 
     model: object
@@ -113,7 +113,8 @@ def feature_input(images, channels=None, name: str = "images") -> list:
     Returns a list of float32 arrays (H, W, c): with ``channels=3`` grey images are repeated to
     three channels, with ``channels=1`` colour images are made grey (luminance,
     ``skimage.color.rgb2gray``, as the MVTec loader does); ``None`` keeps each image's own.
-    Used by :func:`patch_features` and the models' ``fit`` and ``score_map``.
+    Used by :func:`course_lib.features.patch_features` and the models' ``fit`` and
+    ``score_map``.
     """
     if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[-1] == 3:
         images = list(images)

@@ -195,8 +195,8 @@ def list_mvtec_files(root, category: str) -> tuple:
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "not found"
         raise DataError(f"Dataset folder {root} {what}. Expected the MVTec AD layout "
-                        f"<root>/<category>/train/good/*.png; get it with download_mvtec() or "
-                        f"build_texture_dataset().")
+                        f"<root>/<category>/train/good/*.png; get it with "
+                        f"course_lib.data.mvtec_ad.download_mvtec() or build_texture_dataset().")
     cat_dir = root / str(category)
     if not cat_dir.is_dir():
         found = sorted(p.name for p in root.iterdir() if (p / "train").is_dir())
